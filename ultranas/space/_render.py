@@ -1,0 +1,145 @@
+"""Render a genotype to Ultralytics model rows, and read a model YAML back into a genotype where it lies in the space.
+
+Rendered models carry absolute widths and repeats with an explicit identity scale (``scale: n``,
+``scales: {n: [1, 1, 65536]}``), so Ultralytics never re-scales them, whatever the file is called.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..errors import UserError
+from ._schema import STAGES, SpaceSpec
+
+IDENTITY_SCALE = {"n": [1.0, 1.0, 65536]}
+
+
+def _row(frm, n: int, spec, width: int) -> list:
+    return [frm, n, spec.module, spec.render_args(width)]
+
+
+def render_rows(spec: SpaceSpec, g: dict, nc: int) -> dict:
+    """Model dict (Ultralytics YAML schema) for genotype ``g``."""
+    v = spec.vocab
+    backbone = [[-1, 1, "Conv", [g["stem"], 3, 2]]]
+    outputs = {}
+    for s in STAGES:
+        backbone.append(_row(-1, 1, v["downsample"][g[f"{s}.down"]], g[f"{s}.down_width"]))
+        backbone.append(_row(-1, g[f"{s}.n"], v["blocks"][g[f"{s}.block"]], g[f"{s}.width"]))
+        outputs[s] = len(backbone) - 1
+    p5 = g["P5.width"]
+    backbone.append(_row(-1, 1, v["spp"][g["spp"]], p5))
+    attention = v["attention"][g["attention"]]
+    if attention.module is not None:
+        backbone.append(_row(-1, g["attention_n"], attention, p5))
+    top = len(backbone) - 1
+    head, base = [], len(backbone)
+
+    def add(row):
+        head.append(row)
+        return base + len(head) - 1
+
+    down = v["downsample"][g["neck_down"]]
+    up = ["nn.Upsample", [None, 2, "nearest"]]
+    add([-1, 1, *up])
+    add([[-1, outputs["P4"]], 1, "Concat", [1]])
+    n4 = add(_row(-1, g["N4.n"], v["blocks"][g["N4.block"]], g["N4.width"]))
+    add([-1, 1, *up])
+    add([[-1, outputs["P3"]], 1, "Concat", [1]])
+    n3 = add(_row(-1, g["N3.n"], v["blocks"][g["N3.block"]], g["N3.width"]))
+    add(_row(-1, 1, down, g["N3.width"]))
+    add([[-1, n4], 1, "Concat", [1]])
+    n4o = add(_row(-1, g["N4out.n"], v["blocks"][g["N4out.block"]], g["N4out.width"]))
+    add(_row(-1, 1, down, g["N4out.width"]))
+    add([[-1, top], 1, "Concat", [1]])
+    n5o = add(_row(-1, g["N5out.n"], v["blocks"][g["N5out.block"]], g["N5out.width"]))
+    add([[n3, n4o, n5o], 1, "Detect", [nc]])
+    headcfg = spec.heads[g["head"]]
+    return {
+        "nc": nc, "scale": "n", "scales": dict(IDENTITY_SCALE),
+        "reg_max": int(headcfg.get("reg_max", 16)), "end2end": bool(headcfg.get("end2end", False)),
+        "backbone": backbone, "head": head,
+    }
+
+
+def _make_divisible(x: float, divisor: int = 8) -> int:
+    return int(math.ceil(x / divisor) * divisor)
+
+
+def absolute_rows(model: dict) -> list[list]:
+    """Rows of a model dict with its ``scales`` applied (widths and repeats as Ultralytics would build them)."""
+    depth, width, max_ch = model.get("depth_multiple", 1.0), model.get("width_multiple", 1.0), float("inf")
+    scales, scale = model.get("scales"), model.get("scale")
+    if scales:
+        scale = scale or next(iter(scales))
+        if scale not in scales:
+            raise UserError(f"model scale '{scale}' is not one of its scales {list(scales)}")
+        depth, width, max_ch = scales[scale]
+    rows = []
+    for f, n, m, args in model.get("backbone", []) + model.get("head", []):
+        args = list(args)
+        n = max(round(n * depth), 1) if n > 1 else n
+        if m not in ("Concat", "Detect") and not str(m).startswith("nn.") and args and isinstance(args[0], (int, float)):
+            args[0] = _make_divisible(min(args[0], max_ch) * width, 8)
+            if m == "C3k2" and scale in {"m", "l", "x"}:
+                args[1:2] = [True]
+        rows.append([f, n, m, args])
+    return rows
+
+
+def _match(spec: SpaceSpec, decision: str, row, where: str) -> str:
+    vocab = spec.vocab[spec.vocab_of[decision]]
+    for name in spec.decisions[decision]:
+        block = vocab[name]
+        if block.module == row[2] and block.render_args(row[3][0]) == row[3]:
+            return name
+    raise UserError(f"{where}: row {row[2]} {row[3]} matches no choice of decision '{decision}' in space {spec.name}")
+
+
+def genotype_from_model(spec: SpaceSpec, model: dict, imgsz: int | None = None, where: str = "model") -> dict:
+    """Inverse of :func:`render_rows` for models that lie in the space; one clear error where it does not."""
+    rows = absolute_rows(model)
+    g: dict = {}
+    it = iter(enumerate(rows))
+
+    def nxt():
+        try:
+            return next(it)[1]
+        except StopIteration:
+            raise UserError(f"{where}: has fewer layers than designs of space {spec.name}") from None
+
+    g["stem"] = nxt()[3][0]
+    for s in STAGES:
+        d, b = nxt(), nxt()
+        g[f"{s}.down"], g[f"{s}.down_width"] = _match(spec, f"{s}.down", d, where), d[3][0]
+        g[f"{s}.block"], g[f"{s}.width"], g[f"{s}.n"] = _match(spec, f"{s}.block", b, where), b[3][0], b[1]
+    g["spp"] = _match(spec, "spp", nxt(), where)
+    row = nxt()
+    if row[2] == "nn.Upsample":
+        g["attention"], g["attention_n"] = next(n for n in spec.decisions["attention"] if spec.vocab["attention"][n].module is None), spec.decisions["attention_n"][0]
+    else:
+        g["attention"], g["attention_n"] = _match(spec, "attention", row, where), row[1]
+        nxt()
+    def block(level):
+        b = nxt()
+        g[f"{level}.block"], g[f"{level}.width"], g[f"{level}.n"] = _match(spec, f"{level}.block", b, where), b[3][0], b[1]
+
+    nxt()  # Concat P4
+    block("N4")
+    nxt(), nxt()  # Upsample, Concat P3
+    block("N3")
+    g["neck_down"] = _match(spec, "neck_down", nxt(), where)
+    nxt()  # Concat N4
+    block("N4out")
+    if _match(spec, "neck_down", nxt(), where) != g["neck_down"]:
+        raise UserError(f"{where}: its two neck downsamplings differ; space {spec.name} uses one for both")
+    nxt()  # Concat top
+    block("N5out")
+    reg_max, e2e = model.get("reg_max", 16), bool(model.get("end2end", False))
+    heads = [h for h in spec.decisions["head"] if spec.heads[h].get("reg_max", 16) == reg_max and bool(spec.heads[h].get("end2end", False)) == e2e]
+    if not heads:
+        raise UserError(f"{where}: head reg_max={reg_max} end2end={e2e} is not a head of space {spec.name}")
+    g["head"] = heads[0]
+    if "imgsz" in spec.decisions:
+        g["imgsz"] = imgsz if imgsz is not None else spec.decisions["imgsz"][0]
+    return g

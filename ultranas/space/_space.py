@@ -1,0 +1,167 @@
+"""The search space: sample, mutate, crossover, validate, render and hash genotypes.
+
+A genotype is a plain ``dict`` of decision -> choice. Its identity is :meth:`SearchSpace.design_hash`, the sha1 of
+the rendered model (plus input size), so decisions that do not change the network do not make a new design.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import random
+from pathlib import Path
+
+import yaml
+
+from ..errors import UserError
+from ._render import genotype_from_model, render_rows
+from ._schema import SpaceSpec, load_space_file
+
+SPACES_DIR = Path(__file__).resolve().parent.parent / "yaml_spaces"
+
+
+class SearchSpace:
+    """A validated space loaded from YAML (see ``yaml_spaces/README.md``)."""
+
+    def __init__(self, spec: SpaceSpec):
+        self.spec = spec
+        self.name, self.version, self.path = spec.name, spec.version, spec.path
+        self.decisions = spec.decisions
+        for pname, point in spec.points.items():
+            ok, reason = self.check(point)
+            if not ok:
+                raise UserError(f"space {spec.path}: point '{pname}' is not a valid design: {reason}")
+
+    # -- identity -------------------------------------------------------------------------------------------
+    @property
+    def points(self) -> dict[str, dict]:
+        return copy.deepcopy(self.spec.points)
+
+    def point(self, name: str) -> dict:
+        if name not in self.spec.points:
+            raise UserError(f"space {self.name} has no point '{name}' (it has: {', '.join(self.spec.points) or 'none'})")
+        return dict(self.spec.points[name])
+
+    def size(self) -> int:
+        """Number of genotypes (upper bound on distinct designs)."""
+        return math.prod(len(c) for c in self.decisions.values())
+
+    def imgsz(self, g: dict, default: int = 640) -> int:
+        return int(g.get("imgsz", default))
+
+    def design_hash(self, g: dict, nc: int = 80) -> str:
+        canonical = json.dumps([render_rows(self.spec, g, nc), g.get("imgsz")], sort_keys=True, default=str)
+        return hashlib.sha1(canonical.encode()).hexdigest()[:12]
+
+    # -- validity -------------------------------------------------------------------------------------------
+    def check(self, g: dict) -> tuple[bool, str]:
+        """Structural validity without building: every decision set to one of its choices, widths fit blocks."""
+        if set(g) != set(self.decisions):
+            missing = sorted(set(self.decisions) - set(g)) or sorted(set(g) - set(self.decisions))
+            return False, f"decision set differs from the space at '{missing[0]}'"
+        for k, v in g.items():
+            if v not in self.decisions[k]:
+                return False, f"{k}={v!r} is not one of {list(self.decisions[k])}"
+        for k, voc in self.spec.vocab_of.items():
+            if voc != "blocks":
+                continue
+            prefix = k.rsplit(".", 1)[0]
+            block, width = self.spec.vocab["blocks"][g[k]], g[f"{prefix}.width"]
+            if width % block.width_multiple:
+                return False, f"{prefix}: block {block.name} needs a width multiple of {block.width_multiple}, got {width}"
+        return True, ""
+
+    # -- operators ------------------------------------------------------------------------------------------
+    def sample(self, rng: random.Random, tries: int = 1000) -> dict:
+        for _ in range(tries):
+            g = {k: rng.choice(c) for k, c in self.decisions.items()}
+            if self.check(g)[0]:
+                return g
+        raise UserError(f"space {self.name}: no valid design found in {tries} samples; loosen width_multiple rules")
+
+    def mutate(self, g: dict, rng: random.Random, k: int = 1, tries: int = 200) -> dict:
+        """Change ``k`` decisions that have alternatives, keeping the result valid."""
+        mutable = [d for d, c in self.decisions.items() if len(c) > 1]
+        for _ in range(tries):
+            child = dict(g)
+            for d in rng.sample(mutable, min(k, len(mutable))):
+                child[d] = rng.choice([c for c in self.decisions[d] if c != g[d]])
+            if self.check(child)[0] and child != g:
+                return child
+        return dict(g)
+
+    def crossover(self, a: dict, b: dict, rng: random.Random, tries: int = 50) -> dict:
+        """Uniform crossover per stage/level group, so each block keeps the width it was chosen with."""
+        groups = sorted({k.split(".")[0] for k in self.decisions})
+        for _ in range(tries):
+            take = {grp: rng.random() < 0.5 for grp in groups}
+            child = {k: (a if take[k.split(".")[0]] else b)[k] for k in self.decisions}
+            if self.check(child)[0]:
+                return child
+        return dict(a)
+
+    # -- rendering ------------------------------------------------------------------------------------------
+    def render(self, g: dict, nc: int = 80) -> dict:
+        ok, reason = self.check(g)
+        if not ok:
+            raise UserError(f"design is not in space {self.name}: {reason}")
+        return render_rows(self.spec, g, nc)
+
+    def to_yaml(self, g: dict, nc: int = 80) -> str:
+        header = (f"# ultranas design {self.design_hash(g, nc)} from space {self.name} v{self.version}\n"
+                  f"# genotype: {json.dumps(g, sort_keys=True)}\n")
+        return header + yaml.safe_dump(self.render(g, nc), sort_keys=False, default_flow_style=None, width=200)
+
+    def from_model(self, model: dict | str | Path, imgsz: int | None = None) -> dict:
+        """Genotype of a model YAML (dict or file, Ultralytics' own scaled files included) that lies in the space."""
+        where = "model"
+        if not isinstance(model, dict):
+            where, model = str(model), load_model_yaml(model)
+        g = genotype_from_model(self.spec, model, imgsz, where)
+        ok, reason = self.check(g)
+        if not ok:
+            raise UserError(f"{where} is not in space {self.name}: {reason}")
+        return g
+
+
+def load_model_yaml(path: str | Path) -> dict:
+    """Read a model YAML safely, applying Ultralytics' scale-from-file-name rule (``yolo11n.yaml`` -> ``yolo11.yaml``)."""
+    import re
+
+    path = Path(path)
+    if not path.is_file():
+        from ultralytics.utils.checks import check_yaml
+
+        unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", str(path))
+        found = check_yaml(unified, hard=False)
+        if not found:
+            raise UserError(f"model YAML not found: {path}")
+        scale = re.search(r"yolo(e-)?[v]?\d+([nslmx])", path.stem)
+        model = yaml.safe_load(Path(found).read_text())
+        model["scale"] = scale.group(2) if scale else None
+        return model
+    try:
+        model = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"model YAML {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(model, dict) or "backbone" not in model or "head" not in model:
+        raise UserError(f"model YAML {path} needs 'backbone' and 'head' lists")
+    return model
+
+
+def list_spaces() -> list[str]:
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def load_space(space: str | Path = "yolo") -> SearchSpace:
+    """A space by name (``yolo``, ``mobile``: bundled in ``yaml_spaces/``) or by path to a YAML file."""
+    path = Path(space)
+    if not path.suffix and not path.exists():
+        path = SPACES_DIR / f"{space}.yaml"
+    elif not path.exists() and (SPACES_DIR / path.name).exists():
+        path = SPACES_DIR / path.name
+    if not path.is_file():
+        raise UserError(f"space not found: {space} (bundled spaces: {', '.join(list_spaces())}, or give a YAML path)")
+    return SearchSpace(load_space_file(path))
