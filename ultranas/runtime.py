@@ -5,7 +5,8 @@ Imported first by ``ultranas/__init__.py``. It:
   the user's global settings are not rewritten and ``DATASETS_DIR``/``RUNS_DIR`` are ours at import time;
 - turns off analytics sync, pip auto-install, the online check and every integration callback;
 - ships the fonts Ultralytics would download (matplotlib's DejaVu Sans stands in for Arial);
-- replaces the CUDA AMP check, which downloads ``yolo26n.pt``, with one that needs no weights.
+- replaces the CUDA AMP check, which downloads ``yolo26n.pt``, with one that needs no weights;
+- turns on Ultralytics' restricted checkpoint loading, so a crafted ``.pt`` cannot run code.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ def setup() -> None:
         SETTINGS.update(wanted)
     _ship_fonts(Path(USER_CONFIG_DIR))
     import ultralytics.engine.trainer as trainer
+    import ultralytics.nn.tasks as tasks
 
     trainer.check_amp = _offline_amp_check
+    tasks.SAFE_LOAD = True  # every checkpoint load uses the restricted unpickler; parse_model never evals
 
 
 setup()

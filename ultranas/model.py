@@ -1,0 +1,54 @@
+"""``NAS``: a searched design as an Ultralytics model — predict, val, train, export, like ``YOLO``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import runtime  # noqa: F401
+from .errors import UserError
+
+from ultralytics.engine.model import Model  # noqa: E402
+from ultralytics.models import yolo  # noqa: E402
+from ultralytics.nn.tasks import DetectionModel  # noqa: E402
+
+
+class NAS(Model):
+    """A detector found by ultranas (``found_n.pt``) or any rendered design (``model.yaml``), trainable from scratch.
+
+    Examples:
+        >>> model = NAS("found_n.pt")
+        >>> model.predict("image.jpg")
+        >>> model.nas_info["genotype"]
+    """
+
+    def __init__(self, model: str | Path = "found_n.pt", task: str = "detect", verbose: bool = False):
+        path = Path(str(model))
+        if path.suffix == ".pt":
+            from .ultra import load_checkpoint
+
+            load_checkpoint(path)  # one clear line for missing, corrupt, unsafe or non-detection files
+        elif path.suffix in (".yaml", ".yml"):
+            if not path.is_file():
+                raise UserError(f"model YAML not found: {path}")
+        elif path.suffix not in (".onnx", ".torchscript", ".engine") and not path.is_dir():
+            raise UserError(f"unsupported model file {path}: give a .pt checkpoint or a model .yaml")
+        if task != "detect":
+            raise UserError(f"NAS models are detectors; task '{task}' is not supported")
+        super().__init__(model=str(model), task=task, verbose=verbose)
+
+    @property
+    def task_map(self) -> dict:
+        return {
+            "detect": {
+                "model": DetectionModel,
+                "trainer": yolo.detect.DetectionTrainer,
+                "validator": yolo.detect.DetectionValidator,
+                "predictor": yolo.detect.DetectionPredictor,
+            }
+        }
+
+    @property
+    def nas_info(self) -> dict | None:
+        """The ``ultranas`` entry of the checkpoint: space, genotype, hash, objectives, source run."""
+        ckpt = getattr(self, "ckpt", None) or {}
+        return ckpt.get("ultranas")

@@ -1,0 +1,129 @@
+"""The one door to Ultralytics internals: build, measure, train, validate and checkpoint designs.
+
+An Ultralytics upgrade should change this file (and ``runtime.py``) only. Written against 8.4.190.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from . import runtime  # noqa: F401  (offline mode before Ultralytics is imported)
+from .errors import UserError
+from .fsutil import atomic_torch_save
+
+from ultralytics.nn.tasks import DetectionModel, torch_safe_load  # noqa: E402
+from ultralytics.utils import LOGGER  # noqa: E402
+from ultralytics.utils.torch_utils import get_flops  # noqa: E402
+
+
+def build_model(model_dict: dict, nc: int | None = None, verbose: bool = False) -> DetectionModel:
+    """A ``DetectionModel`` from a rendered model dict (``YOLO(dict)`` does not work; this does)."""
+    cfg = copy.deepcopy(model_dict)
+    return DetectionModel(cfg=cfg, nc=nc or cfg.get("nc"), verbose=verbose)
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def gflops(model: torch.nn.Module, imgsz: int = 640) -> float:
+    """GFLOPs at ``imgsz`` (Ultralytics' own count, so numbers match ``model.info()``)."""
+    return float(get_flops(model, imgsz))
+
+
+def complexity(model_dict: dict, imgsz: int = 640) -> dict:
+    model = build_model(model_dict)
+    return {"params": count_params(model), "gflops": gflops(model, imgsz)}
+
+
+@contextlib.contextmanager
+def ultralytics_verbosity(verbose: bool):
+    """Show Ultralytics' own per-epoch output only when asked."""
+    level = LOGGER.level
+    LOGGER.setLevel(logging.INFO if verbose else logging.ERROR)
+    old = os.environ.get("YOLO_VERBOSE")
+    os.environ["YOLO_VERBOSE"] = "true" if verbose else "false"
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
+        if old is None:
+            os.environ.pop("YOLO_VERBOSE", None)
+        else:
+            os.environ["YOLO_VERBOSE"] = old
+
+
+def box_metrics(metrics) -> dict:
+    """mAP50-95 / mAP50 / precision / recall from Ultralytics' DetMetrics."""
+    rd = metrics.results_dict
+    out = {
+        "map": float(rd.get("metrics/mAP50-95(B)", float("nan"))),
+        "map50": float(rd.get("metrics/mAP50(B)", float("nan"))),
+        "precision": float(rd.get("metrics/precision(B)", float("nan"))),
+        "recall": float(rd.get("metrics/recall(B)", float("nan"))),
+    }
+    if not all(math.isfinite(v) for v in out.values()):
+        raise FloatingPointError("validation produced non-finite metrics (NaN loss or diverged training)")
+    return out
+
+
+def train(model_yaml: str | Path, data: str | Path, project: str | Path, name: str, verbose: bool = False,
+          **overrides) -> tuple[dict, Path]:
+    """Train a rendered design from scratch with the stock Ultralytics trainer; returns (metrics, best.pt)."""
+    from .model import NAS
+
+    args = dict(data=str(data), project=str(project), name=name, exist_ok=True, plots=False, verbose=verbose,
+                workers=0, amp=True, pretrained=False)
+    args.update(overrides)
+    with ultralytics_verbosity(verbose):
+        model = NAS(str(model_yaml))
+        metrics = model.train(**args)
+    save_dir = Path(model.trainer.save_dir)
+    best = save_dir / "weights" / "best.pt"
+    if metrics is None:
+        raise RuntimeError("training returned no metrics")
+    return box_metrics(metrics), best
+
+
+def validate(weights: str | Path, data: str | Path, imgsz: int, device: str = "cpu", batch: int = 16,
+             verbose: bool = False, **overrides) -> dict:
+    from .model import NAS
+
+    with ultralytics_verbosity(verbose):
+        metrics = NAS(str(weights)).val(data=str(data), imgsz=imgsz, device=device, batch=batch, plots=False,
+                                        verbose=verbose, workers=0, **overrides)
+    return box_metrics(metrics)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a ``.pt`` with the restricted (no arbitrary code) unpickler; one clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    if path.suffix != ".pt":
+        raise UserError(f"{path} is not a .pt checkpoint")
+    try:
+        ckpt, _ = torch_safe_load(str(path), safe_only=True)
+    except Exception as e:  # restricted unpickler refusals, truncated zips, foreign pickles
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path} cannot be loaded safely as an Ultralytics checkpoint: {first[:200]}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("ema") or ckpt.get("model"), torch.nn.Module):
+        raise UserError(f"{path} is not an Ultralytics checkpoint (no model inside)")
+    model = ckpt.get("ema") or ckpt.get("model")
+    if not isinstance(model, DetectionModel) or type(model).__name__ != "DetectionModel":
+        raise UserError(f"{path} holds a {type(model).__name__}, not a detection model")
+    return ckpt
+
+
+def write_nas_checkpoint(best_pt: str | Path, out: str | Path, nas_info: dict) -> Path:
+    """Copy a trained ``best.pt`` to ``out`` with an ``ultranas`` entry, atomically."""
+    ckpt = load_checkpoint(best_pt)
+    ckpt["ultranas"] = nas_info
+    return atomic_torch_save(ckpt, out)
