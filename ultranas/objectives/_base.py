@@ -1,0 +1,30 @@
+"""Objectives: a name, a direction, and whether the value is known before training (cheap)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Candidate:
+    """One design as the estimators and objectives see it (read-only by convention)."""
+
+    genotype: dict
+    model_dict: dict  # rendered Ultralytics model dict, nc filled in
+    design_hash: str
+    imgsz: int
+    workdir: Path
+    info: dict = field(default_factory=dict)  # cheap facts computed once: params, gflops, latency_ms, ...
+
+
+class Objective(ABC):
+    """``value(candidate, results)``; ``results`` holds the estimator's output for expensive objectives."""
+
+    name: str = ""
+    direction: str = "minimize"  # or "maximize"
+    cheap: bool = True  # known before training: usable for constraints and screening
+
+    @abstractmethod
+    def value(self, candidate: Candidate, results: dict | None = None) -> float: ...
