@@ -1,0 +1,49 @@
+"""Shared fixtures: the bundled coco8, a synthetic learnable set, the shared real datasets when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("ULTRANAS_HOME", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "ultranas_home"))
+
+import ultranas  # noqa: E402,F401  (offline runtime first)
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "datasets"
+COCO8 = ROOT / "ultranas" / "datasets" / "coco8" / "data.yaml"
+
+
+@pytest.fixture(scope="session")
+def coco8() -> Path:
+    return COCO8
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> Path:
+    from ultranas.synthetic import make_synthetic
+
+    return make_synthetic(tmp_path_factory.mktemp("synthetic"), n_train=128, n_val=32, imgsz=128, seed=0)
+
+
+@pytest.fixture(scope="session")
+def coco128() -> Path:
+    path = SHARED / "coco128"
+    if not path.is_dir():
+        pytest.skip("../shared/datasets/coco128 not present")
+    return path
+
+
+@pytest.fixture
+def run_cli(tmp_path):
+    """Run the real ``ultranas`` console entry in a subprocess; returns CompletedProcess."""
+    import subprocess
+    import sys
+
+    def run(*args, cwd=None, timeout=900, env=None):
+        return subprocess.run([sys.executable, "-m", "ultranas", *map(str, args)], cwd=cwd or tmp_path,
+                              capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+    return run

@@ -1,0 +1,136 @@
+"""Search space: baselines are exact points, operators respect the space, every design builds and reloads."""
+
+from __future__ import annotations
+
+import copy
+import random
+
+import pytest
+import torch
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ultranas.errors import UserError
+from ultranas.space import load_space
+from ultranas.ultra import build_model, count_params, gflops
+
+BASELINES = ["yolov8n", "yolov8s", "yolo11n", "yolo11s", "yolo26n", "yolo26s"]
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space("yolo")
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_baseline_point_equals_ultralytics(space, name):
+    from ultralytics.nn.tasks import DetectionModel
+
+    ours = build_model(space.render(space.point(name), nc=80))
+    theirs = DetectionModel(cfg=f"{name}.yaml", verbose=False)
+    assert count_params(ours) == count_params(theirs)
+    assert gflops(ours, 640) == pytest.approx(gflops(theirs, 640), rel=1e-9)
+    assert space.from_model(f"{name}.yaml") == space.point(name)  # Ultralytics' YAML lies in the space
+
+
+def test_hash_identifies_designs(space):
+    a = space.point("yolo11n")
+    b = dict(a, attention_n=2 if a["attention_n"] == 1 else 1)
+    assert space.design_hash(a) == space.design_hash(dict(a))
+    assert space.design_hash(a) != space.design_hash(b)
+    no_attn = dict(a, attention="none")
+    assert space.design_hash(no_attn) == space.design_hash(dict(no_attn, attention_n=2))  # unused decision
+
+
+def test_mutate_and_crossover_stay_in_space(space):
+    rng = random.Random(0)
+    for _ in range(50):
+        a, b = space.sample(rng), space.sample(rng)
+        m = space.mutate(a, rng, k=2)
+        assert space.check(m)[0] and m != a
+        assert sum(m[k] != a[k] for k in a) <= 2
+        c = space.crossover(a, b, rng)
+        assert space.check(c)[0] and all(c[k] in (a[k], b[k]) for k in c)
+
+
+def test_invalid_design_rejected_with_reason(space):
+    g = space.point("yolo11n")
+    g["P4.block"], g["P4.width"] = "A2C2f", 96
+    ok, reason = space.check(g)
+    assert not ok and "multiple of 64" in reason
+    with pytest.raises(UserError, match="not in space"):
+        space.render(dict(g, stem=17))
+
+
+def _reload_same(space, g, tmp_path) -> None:
+    from ultralytics import YOLO
+
+    d = space.render(g, nc=3)
+    model = build_model(d)
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 64))
+    assert out is not None
+    path = tmp_path / "yolo11m-named-to-trick-the-scale-guess.yaml"
+    path.write_text(space.to_yaml(g, nc=3))
+    try:
+        reloaded = YOLO(str(path)).model
+    except KeyError:  # explicit scale: a misleading file name fails loudly instead of silently rescaling
+        path = tmp_path / "design.yaml"
+        path.write_text(space.to_yaml(g, nc=3))
+        reloaded = YOLO(str(path)).model
+    assert count_params(reloaded) == count_params(model)
+    assert [type(m).__name__ for m in reloaded.model] == [type(m).__name__ for m in model.model]
+    back = space.from_model(yaml.safe_load(path.read_text()), imgsz=g.get("imgsz"))
+    assert space.design_hash(back) == space.design_hash(g)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), mutations=st.integers(0, 3))
+def test_property_random_and_mutated_designs_build_and_reload(space, tmp_path, seed, mutations):
+    rng = random.Random(seed)
+    g = space.sample(rng)
+    for _ in range(mutations):
+        g = space.mutate(g, rng)
+    _reload_same(space, g, tmp_path)
+
+
+@settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6))
+def test_property_mobile_designs_build_and_reload(tmp_path, seed):
+    space = load_space("mobile")
+    _reload_same(space, space.mutate(space.sample(random.Random(seed)), random.Random(seed + 1)), tmp_path)
+
+
+BAD_SPACES = {
+    "unknown module": ("blocks", {"X": ["os.system", ["$c"]]}, "not allowed"),
+    "eval bait arg": ("blocks", {"X": ["C2f", ["$c", "__import__('os').system('touch /tmp/pwned')"]]}, "only numbers"),
+    "empty decision": ("decisions", None, "must be"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SPACES))
+def test_bad_space_is_one_clear_line(tmp_path, case):
+    raw = yaml.safe_load(load_space("yolo").path.read_text())
+    key, value, message = BAD_SPACES[case]
+    if key == "blocks":
+        raw["blocks"].update(value)
+    else:
+        raw["decisions"]["stem"] = []
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(UserError) as e:
+        load_space(path)
+    assert str(path) in str(e.value) and len(str(e.value).splitlines()) == 1
+    assert message in str(e.value) or case == "empty decision"
+
+
+def test_activation_key_never_evaluated(tmp_path, space):
+    """A model YAML with an ``activation`` string is built without eval (restricted parse)."""
+    d = copy.deepcopy(space.render(space.point("yolo11n"), nc=3))
+    marker = tmp_path / "pwned"
+    d["activation"] = f"__import__('pathlib').Path('{marker}').touch()"
+    with pytest.raises(Exception):  # noqa: B017 - any refusal is fine, as long as nothing ran
+        build_model(d)
+    assert not marker.exists()

@@ -1,0 +1,325 @@
+"""Zero-cost proxies: rank detector designs at initialisation, without training.
+
+Each proxy is ``proxy(model, batch, seed=0) -> float`` (higher is better) on a freshly built ``DetectionModel`` and
+one Ultralytics batch dict (``img`` float 0-1 BCHW, ``cls``, ``bboxes`` normalised xywh, ``batch_idx``). Proxies
+that change weights work on a copy, so one model can be scored by several proxies. Described in ``docs/zero_cost.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from .. import ultra
+from ..data import IMAGE_SUFFIXES, _label_dir, load_data_yaml, resolve_data
+from ..errors import UserError
+from ..objectives._base import Candidate
+from ._base import Estimator
+
+ZERO_COST_PROXIES: dict[str, Callable[..., float]] = {}
+MAE_SCALE_WEIGHTS = (1.0, 1.0, 6.0)  # MAE-DET's stage weights {0, 0, 1, 1, 6} for C1..C5: here P3, P4, P5
+MAE_BATCH = 2  # Gaussian images per entropy forward: C*H*W values per image already pin the std down
+_BATCH_CACHE: dict[tuple, list[dict]] = {}
+
+
+def register(name: str) -> Callable:
+    """Decorator: add ``fn(model, batch, seed=0) -> float`` to :data:`ZERO_COST_PROXIES` under ``name``."""
+
+    def wrap(fn: Callable[..., float]) -> Callable[..., float]:
+        ZERO_COST_PROXIES[name] = fn
+        return fn
+
+    return wrap
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | str = "cpu"):
+    """Seed torch's RNG inside the block and restore the caller's RNG state afterwards."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _finite(value: float, proxy: str, why: str) -> float:
+    if not math.isfinite(value):
+        raise FloatingPointError(f"zero-cost proxy '{proxy}' gave {value}: {why}")
+    return float(value)
+
+
+# -- baselines ----------------------------------------------------------------------------------------------------
+@register("params")
+def params_proxy(model: nn.Module, batch: dict, seed: int = 0) -> float:
+    """log(parameter count): the baseline every proxy must beat."""
+    return _finite(math.log(max(ultra.count_params(model), 1)), "params", "model has no parameters")
+
+
+@register("gflops")
+def gflops_proxy(model: nn.Module, batch: dict, seed: int = 0) -> float:
+    """log(GFLOPs) at the batch's image size (Ultralytics' own count)."""
+    flops = ultra.gflops(model, int(batch["img"].shape[-1]))
+    return _finite(math.log(flops) if flops > 0 else -math.inf, "gflops", "FLOP count failed (is thop installed?)")
+
+
+# -- MAE-NAS entropy ----------------------------------------------------------------------------------------------
+def _gaussian_bn_free(model: nn.Module) -> nn.Module:
+    """A double-precision copy with N(0, 1) conv/linear weights, zero biases and every BatchNorm an identity."""
+    net = copy.deepcopy(model).double().eval().requires_grad_(False)
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, std=1.0)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_parameters()  # running mean 0, var 1, weight 1, bias 0
+            m.eps = 0.0  # -> exactly x
+    return net
+
+
+@register("mae_entropy")
+def mae_entropy(model: nn.Module, batch: dict, seed: int = 0) -> float:
+    """DAMO-YOLO MAE-NAS entropy of the feature maps Detect receives (Sun et al., ICML 2022, MAE-DET).
+
+    Gaussian weights and input, BN removed; each layer's output is divided by its std and the log stds are
+    accumulated along the network (MAE-NAS's block-normalised forward: stable in depth), rescaling the inputs of
+    multi-input layers by their relative scales. Per scale: log(std) + log(channels), weighted 1, 1, 6 for P3-P5.
+    """
+    device = _device(model)
+    with seeded(seed, device):
+        net = _gaussian_bn_free(model)
+        x = torch.randn(MAE_BATCH, 3, *batch["img"].shape[-2:], device=device, dtype=torch.float64)
+    layers, outputs, log_std = net.model, [], []  # outputs at unit std; log_std: their true (unnormalised) scale
+    with torch.no_grad():
+        for layer in layers[:-1]:
+            if not outputs:
+                base = 0.0
+            elif isinstance(layer.f, int):
+                x, base = outputs[layer.f], log_std[layer.f]
+            else:  # Concat and friends: restore the inputs' relative scales before mixing them
+                base = max(log_std[j] for j in layer.f)
+                x = [outputs[j] * math.exp(log_std[j] - base) for j in layer.f]
+            x = layer(x)
+            std = float(x.std())
+            if not (math.isfinite(std) and std > 0):
+                raise FloatingPointError(f"zero-cost proxy 'mae_entropy': layer {layer.i} ({layer.type}) output std {std}")
+            outputs.append(x / std)
+            log_std.append(base + math.log(std))
+    levels = list(layers[-1].f)
+    weights = ((0.0,) * len(levels) + MAE_SCALE_WEIGHTS)[-len(levels):]
+    score = sum(w * (log_std[j] + math.log(outputs[j].shape[1])) for w, j in zip(weights, levels, strict=True))
+    return _finite(score, "mae_entropy", "feature variance collapsed or overflowed")
+
+
+# -- SynFlow ------------------------------------------------------------------------------------------------------
+def _head_sum(out) -> torch.Tensor:
+    """Sum of Detect's raw box and class outputs (eval mode returns ``(decoded, raw)``; end-to-end heads nest two)."""
+    raw = out[1] if isinstance(out, tuple) else out
+    if "one2many" in raw:
+        return sum(_head_sum(v) for v in raw.values())
+    return raw["boxes"].sum() + raw["scores"].sum()
+
+
+@register("synflow")
+def synflow(model: nn.Module, batch: dict, seed: int = 0) -> float:
+    """log SynFlow (Tanaka et al., NeurIPS 2020): sum |theta * dR/dtheta|, R = sum of outputs on an all-ones input.
+
+    Weights made positive, BN in eval mode (identity at init), float64 against overflow.
+    """
+    device = _device(model)
+    net = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.abs_()
+    net.zero_grad(set_to_none=True)
+    x = torch.ones(1, 3, *batch["img"].shape[-2:], device=device, dtype=torch.float64)
+    _head_sum(net(x)).backward()
+    with torch.no_grad():
+        total = sum(float((p * p.grad).abs().sum()) for p in net.parameters() if p.grad is not None)
+    if not (math.isfinite(total) and total > 0):
+        raise FloatingPointError(f"zero-cost proxy 'synflow': saliency sum is {total} (float64 overflow or no gradient)")
+    return math.log(total)
+
+
+# -- ZiCo ---------------------------------------------------------------------------------------------------------
+def split_batch(batch: dict, n: int) -> list[dict]:
+    """Split an Ultralytics batch dict into ``n`` mini-batches by image, renumbering ``batch_idx``."""
+    b = batch["img"].shape[0]
+    if b < n:
+        raise ValueError(f"a batch of {b} images cannot be split into {n} mini-batches")
+    out, edges = [], [round(i * b / n) for i in range(n + 1)]
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        keep = (batch["batch_idx"] >= lo) & (batch["batch_idx"] < hi)
+        out.append({"img": batch["img"][lo:hi], "cls": batch["cls"][keep], "bboxes": batch["bboxes"][keep],
+                    "batch_idx": batch["batch_idx"][keep] - lo})
+    return out
+
+
+def _loss_ready(model: nn.Module) -> nn.Module:
+    """Give the model the hyperparameters Ultralytics' detection loss reads (box/cls/dfl gains, epochs)."""
+    from ultralytics.cfg import DEFAULT_CFG, get_cfg
+
+    if not hasattr(getattr(model, "args", None), "box"):
+        model.args = get_cfg(DEFAULT_CFG)
+    model.criterion = None
+    return model
+
+
+@register("zico")
+def zico(model: nn.Module, batch: dict, seed: int = 0, n_splits: int = 2) -> float:
+    """ZiCo (Li et al., ICLR 2023): sum over conv/linear layers of log sum(mean|g| / std(g)) over mini-batches.
+
+    Gradients of Ultralytics' own detection loss on ``n_splits`` mini-batches of the real batch (train mode).
+    """
+    device = _device(model)
+    net = _loss_ready(copy.deepcopy(model)).train()
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.requires_grad]
+    grads: list[list[torch.Tensor]] = [[] for _ in layers]
+    with seeded(seed, device):
+        for mini in split_batch(batch, n_splits):
+            net.zero_grad(set_to_none=True)
+            mini = {k: v.to(device) for k, v in mini.items()}
+            loss, _ = net.loss(mini)
+            loss.sum().backward()
+            for g, m in zip(grads, layers, strict=True):
+                g.append(m.weight.grad.detach().flatten().clone() if m.weight.grad is not None else None)
+    score, counted = 0.0, 0
+    for g in grads:
+        if any(t is None for t in g):
+            continue
+        g = torch.stack(g).double()
+        std, mean_abs = g.std(0, unbiased=False), g.abs().mean(0)
+        nonzero = std > 0
+        ratio = float((mean_abs[nonzero] / std[nonzero]).sum())
+        if ratio > 0:
+            score, counted = score + math.log(ratio), counted + 1
+    if not counted:
+        raise FloatingPointError("zero-cost proxy 'zico': gradients identical across mini-batches (same images?)")
+    return _finite(score, "zico", "non-finite gradients from the detection loss")
+
+
+# -- real batches -------------------------------------------------------------------------------------------------
+def _letterbox(img: np.ndarray, labels: np.ndarray, imgsz: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize the long side to ``imgsz``, pad to a square with grey (114), and move normalised xywh labels along."""
+    h, w = img.shape[:2]
+    r = imgsz / max(h, w)
+    nw, nh = max(1, round(w * r)), max(1, round(h * r))
+    left, top = (imgsz - nw) // 2, (imgsz - nh) // 2
+    out = np.full((imgsz, imgsz, 3), 114, dtype=np.uint8)
+    out[top:top + nh, left:left + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    labels = labels.copy()
+    labels[:, [1, 3]] *= nw / imgsz
+    labels[:, [2, 4]] *= nh / imgsz
+    labels[:, 1] += left / imgsz
+    labels[:, 2] += top / imgsz
+    return out, labels
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    """(n, 5) cls, x, y, w, h normalised; polygon rows become their bounding boxes; no file means no objects."""
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            v = [float(t) for t in line.split()]
+            if len(v) == 5:
+                rows.append(v)
+            elif len(v) > 5 and len(v) % 2:
+                xs, ys = v[1::2], v[2::2]
+                rows.append([v[0], (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs),
+                             max(ys) - min(ys)])
+    return np.array(rows, dtype=np.float32).reshape(-1, 5)
+
+
+def _collate(imgs: list[np.ndarray], labels: list[np.ndarray]) -> dict:
+    img = torch.from_numpy(np.ascontiguousarray(np.stack(imgs)[..., ::-1].transpose(0, 3, 1, 2))).float() / 255
+    lab = np.concatenate(labels, 0)
+    idx = np.concatenate([np.full(len(x), i, dtype=np.float32) for i, x in enumerate(labels)])
+    return {"img": img, "cls": torch.from_numpy(lab[:, :1]), "bboxes": torch.from_numpy(lab[:, 1:]),
+            "batch_idx": torch.from_numpy(idx)}
+
+
+def load_batches(data_yaml: str | Path, imgsz: int = 128, batch_size: int = 8, n_batches: int = 1,
+                 seed: int = 0) -> list[dict]:
+    """Ultralytics batch dicts from the train split: letterboxed to ``imgsz``, no augmentation, cached by args.
+
+    Images are drawn in a seeded shuffle; a batch holds at most as many images as the split (coco8: 4), and
+    batches cycle through the split when it holds fewer than ``batch_size * n_batches``.
+    Every call returns fresh tensors (the cache keeps its own).
+    """
+    path = resolve_data(data_yaml)
+    key = (str(path), int(imgsz), int(batch_size), int(n_batches), int(seed))
+    if key not in _BATCH_CACHE:
+        cfg = load_data_yaml(path)
+        image_dir = (cfg["_root"] / cfg["train"]).resolve()
+        images = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if image_dir.is_dir() else []
+        if not images:
+            raise UserError(f"no train images in {image_dir} (from {path})")
+        random.Random(seed).shuffle(images)
+        label_dir, batches = _label_dir(image_dir), []
+        size = min(batch_size, len(images))  # distinct images within a batch, so mini-batches differ
+        for b in range(n_batches):
+            imgs, labels = [], []
+            for i in range(size):
+                file = images[(b * size + i) % len(images)]
+                img = cv2.imread(str(file))
+                if img is None:
+                    raise UserError(f"cannot read image {file}")
+                img, lab = _letterbox(img, _read_labels(label_dir / file.relative_to(image_dir).with_suffix(".txt")), imgsz)
+                imgs.append(img)
+                labels.append(lab)
+            batches.append(_collate(imgs, labels))
+        _BATCH_CACHE[key] = batches
+    return [{k: v.clone() for k, v in b.items()} for b in _BATCH_CACHE[key]]
+
+
+# -- estimator ----------------------------------------------------------------------------------------------------
+class ZeroCostEstimator(Estimator):
+    """Score a design with one zero-cost proxy at initialisation (no training; ``fidelity`` is ignored).
+
+    Args:
+        data: data YAML (or ``coco8``); its train split supplies the real batch.
+        proxy: a name in :data:`ZERO_COST_PROXIES`.
+        imgsz: image size the proxy runs at (small: 64-128 keeps each proxy around a second on a CPU).
+        batch_size: images in the real batch (ZiCo splits it into two mini-batches).
+        seed: seeds weight initialisation, the batch draw and any random input.
+        device: torch device for the proxy.
+    """
+
+    name = "zero-cost"
+    trains = False
+
+    def __init__(self, data: str | Path, proxy: str = "mae_entropy", imgsz: int = 128, batch_size: int = 8,
+                 seed: int = 0, device: str = "cpu"):
+        if proxy not in ZERO_COST_PROXIES:
+            raise UserError(f"unknown zero-cost proxy '{proxy}' (choose from: {', '.join(ZERO_COST_PROXIES)})")
+        self.data = resolve_data(data)
+        self.nc = len(load_data_yaml(self.data)["names"])
+        self.proxy, self.imgsz, self.batch_size, self.seed = proxy, int(imgsz), int(batch_size), int(seed)
+        self.device = torch.device(device)
+
+    def estimate(self, candidate: Candidate, fidelity: float = 1.0) -> dict:
+        nc = candidate.model_dict.get("nc")
+        if nc is not None and nc != self.nc:
+            raise UserError(f"design {candidate.design_hash} has nc={nc} but {self.data} has {self.nc} classes")
+        batch = load_batches(self.data, self.imgsz, self.batch_size, 1, self.seed)[0]
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with seeded(self.seed, self.device):
+            model = ultra.build_model(candidate.model_dict).to(self.device)
+        start = time.perf_counter()
+        value = ZERO_COST_PROXIES[self.proxy](model, batch, seed=self.seed)
+        seconds = time.perf_counter() - start
+        _finite(value, self.proxy, f"design {candidate.design_hash}")
+        return {"score": float(value), "proxy": self.proxy, "proxy_s": seconds}

@@ -1,0 +1,472 @@
+"""Latency objective: a design's measured inference time on a deployment target, cached in the study.
+
+Targets (``TARGETS``): ``torch-cpu`` (eager, fused), ``onnxruntime-cpu`` (static-shape ONNX, CPU provider),
+``torch-cuda-fp16``, ``torch-cuda-fp16-compiled`` and ``tensorrt``. Every measurement fixes and records the thread
+count, warms up, and reports the median of timed runs. Results are cached per (design, target, imgsz, batch,
+threads, host) in memory and in the optuna study's user attributes, so they survive a resume.
+The per-layer lookup-table predictor lives in ``_lut.py`` (``LatencyLUT``).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import hashlib
+import io
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from ..errors import UserError
+from ..ultra import build_model
+from ._base import Candidate, Objective
+
+CACHE_PREFIX = "latency:"
+
+
+# -- host -------------------------------------------------------------------------------------------------------
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+@lru_cache(maxsize=1)
+def _fingerprint() -> tuple:
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = None
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "available_cores": available_cores(),
+            "machine": platform.machine(), "torch": torch.__version__, "onnxruntime": ort_version, "gpu": gpu}
+    digest = hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:10]
+    return tuple(info.items()) + (("id", digest),)
+
+
+def host_fingerprint() -> dict:
+    """CPU model, cores, GPU, torch/onnxruntime versions, and ``id``: a short hash of all of them."""
+    return dict(_fingerprint())
+
+
+def default_threads() -> int:
+    """Threads used when none are given: the cores this process may use, at most 4."""
+    return max(1, min(4, available_cores()))
+
+
+# -- targets ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LatencyTarget:
+    """A deployment target: how to check it is available and how to make a ``run()`` for a module and inputs."""
+
+    name: str
+    description: str
+    device: str  # "cpu" or "cuda"
+    export: bool  # prepare the model as for export (C2f split forward, Detect export mode)
+    half: bool
+    check: Callable[[], None]
+    runner: Callable[[torch.nn.Module, tuple, int], Callable[[], object]]
+
+
+def _cpu_ok() -> None:
+    return None
+
+
+def _cuda_ok(name: str) -> Callable[[], None]:
+    def check() -> None:
+        if not torch.cuda.is_available():
+            raise UserError(f"latency target '{name}' needs a CUDA GPU, and torch sees none on this machine; "
+                            "use --latency-target onnxruntime-cpu or torch-cpu")
+    return check
+
+
+def _ort_ok() -> None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise UserError("latency target 'onnxruntime-cpu' needs the onnxruntime package (pip install onnxruntime)"
+                        ) from None
+
+
+def _trt_ok() -> None:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        raise UserError("latency target 'tensorrt' needs the tensorrt package, which is not installed "
+                        "(pip install tensorrt on a machine with an NVIDIA GPU); use --latency-target "
+                        "onnxruntime-cpu or torch-cuda-fp16 instead") from None
+    _cuda_ok("tensorrt")()
+
+
+def _flat(args) -> list[torch.Tensor]:
+    out = []
+    for a in args:
+        out.extend(_flat(a) if isinstance(a, (list, tuple)) else [a])
+    return out
+
+
+def onnx_bytes(module: torch.nn.Module, args: tuple, opset: int = 17) -> tuple[bytes, list[str]]:
+    """Static-shape ONNX of ``module(*args)`` in memory (TorchScript exporter); returns (model, input names)."""
+    names = [f"in{i}" for i in range(len(_flat(args)))]
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, buf, opset_version=opset, dynamo=False, do_constant_folding=True,
+                          input_names=names)
+    return buf.getvalue(), names
+
+
+def _torch_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[[], object]:
+    def run():
+        with torch.no_grad():
+            return module(*args)
+    return run
+
+
+def _ort_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[[], object]:
+    import onnxruntime as ort
+
+    model, names = onnx_bytes(module, args)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    wanted = {i.name for i in session.get_inputs()}
+    feeds = {n: t.numpy() for n, t in zip(names, _flat(args)) if n in wanted}  # unused inputs are pruned
+    return lambda: session.run(None, feeds)
+
+
+def _cuda_runner(compiled: bool) -> Callable:
+    def make(module: torch.nn.Module, args: tuple, threads: int) -> Callable[[], object]:
+        fn = torch.compile(module, mode="reduce-overhead") if compiled else module
+
+        def run():
+            with torch.no_grad():
+                out = fn(*args)
+            torch.cuda.synchronize()
+            return out
+        return run
+    return make
+
+
+def _trt_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[[], object]:
+    """Build an fp16 TensorRT engine from the ONNX export and run it on CUDA buffers (not tested in CI: no GPU)."""
+    import numpy as np
+    import tensorrt as trt
+
+    model, names = onnx_bytes(module, args)  # fp32 graph; the FP16 builder flag picks half-precision kernels
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+    network = builder.create_network(0 if flag is None else 1 << int(flag))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(model):
+        raise RuntimeError(f"TensorRT could not parse the ONNX export: {parser.get_error(0)}")
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.FP16)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    context = engine.create_execution_context()
+    inputs = dict(zip(names, _flat(args)))
+    buffers = []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        dtype = torch.from_numpy(np.empty(0, dtype=trt.nptype(engine.get_tensor_dtype(name)))).dtype
+        buf = inputs[name].to("cuda", dtype) if name in inputs else torch.empty(
+            tuple(context.get_tensor_shape(name)), dtype=dtype, device="cuda")
+        context.set_tensor_address(name, buf.data_ptr())
+        buffers.append(buf)
+    stream = torch.cuda.Stream()
+
+    def run():
+        context.execute_async_v3(stream.cuda_stream)
+        stream.synchronize()
+        return buffers
+    return run
+
+
+TARGETS: dict[str, LatencyTarget] = {t.name: t for t in (
+    LatencyTarget("torch-cpu", "eager PyTorch on CPU, Conv+BN fused, fp32", "cpu", False, False, _cpu_ok,
+                  _torch_runner),
+    LatencyTarget("onnxruntime-cpu", "ONNX (opset 17, static shape) on onnxruntime's CPU provider, fp32", "cpu",
+                  True, False, _ort_ok, _ort_runner),
+    LatencyTarget("torch-cuda-fp16", "eager PyTorch on the GPU, fused, fp16", "cuda", False, True,
+                  _cuda_ok("torch-cuda-fp16"), _cuda_runner(False)),
+    LatencyTarget("torch-cuda-fp16-compiled", "torch.compile (reduce-overhead) on the GPU, fused, fp16", "cuda",
+                  False, True, _cuda_ok("torch-cuda-fp16-compiled"), _cuda_runner(True)),
+    LatencyTarget("tensorrt", "TensorRT fp16 engine built from the ONNX export", "cuda", True, False, _trt_ok,
+                  _trt_runner),
+)}
+
+
+def default_target() -> str:
+    """``torch-cuda-fp16`` where torch sees a GPU, else ``onnxruntime-cpu``."""
+    return "torch-cuda-fp16" if torch.cuda.is_available() else "onnxruntime-cpu"
+
+
+def get_target(name: str | None = None) -> LatencyTarget:
+    """The target called ``name`` (default: :func:`default_target`), checked to be usable on this machine."""
+    name = name or default_target()
+    if name not in TARGETS:
+        raise UserError(f"unknown latency target '{name}' (choose from: {', '.join(TARGETS)})")
+    target = TARGETS[name]
+    target.check()
+    return target
+
+
+# -- measuring --------------------------------------------------------------------------------------------------
+def prepare_model(model_dict: dict, target: LatencyTarget, nc: int | None = None) -> torch.nn.Module:
+    """Build, fuse and put in eval mode; as Ultralytics' exporter does for export targets."""
+    model = build_model(model_dict, nc).eval()
+    model = model.fuse(verbose=False)
+    if target.export:
+        for m in model.modules():  # duck-typed so no Ultralytics class is imported here
+            if hasattr(m, "forward_split"):  # C2f family: split instead of chunk, as the exporter does
+                m.forward = m.forward_split
+            if hasattr(m, "export") and hasattr(m, "max_det"):  # Detect family
+                m.export, m.format, m.dynamic, m.shape = True, "onnx", False, None
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def example_input(imgsz: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    return torch.rand(batch, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(seed))
+
+
+def time_runs(run: Callable[[], object], warmup: int, repeats: int, max_time_s: float | None = None,
+              inner: int = 1) -> list[float]:
+    """Milliseconds per call of ``run`` over ``repeats`` samples (``inner`` calls each) after ``warmup`` calls.
+
+    Stops early once ``max_time_s`` is spent, keeping at least 5 samples. GC is off while timing.
+    """
+    for _ in range(warmup):
+        run()
+    enabled = gc.isenabled()
+    gc.disable()
+    times, start = [], time.perf_counter()
+    try:
+        for i in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                run()
+            t1 = time.perf_counter()
+            times.append((t1 - t0) * 1e3 / inner)
+            if max_time_s is not None and i >= 4 and t1 - start > max_time_s:
+                break
+    finally:
+        if enabled:
+            gc.enable()
+    return times
+
+
+def summarize(times: list[float]) -> dict:
+    """median, mean, std, p10, p90, min and cv (std / mean) of timings in ms."""
+    q = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else [times[0]] * 9
+    mean = statistics.fmean(times)
+    std = statistics.pstdev(times)
+    return {"median_ms": statistics.median(times), "mean_ms": mean, "std_ms": std, "p10_ms": q[0],
+            "p90_ms": q[-1], "min_ms": min(times), "cv": std / mean if mean > 0 else 0.0, "repeats": len(times)}
+
+
+class _threads:
+    """Fix torch's intra-op threads for the block and restore them after."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        self.old = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.old)
+
+
+def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, threads: int | None = None,
+                    warmup: int = 10, repeats: int = 50, batch: int = 1, max_time_s: float = 2.0,
+                    nc: int | None = None) -> dict:
+    """Measure one design end to end on ``target`` (default :func:`default_target`).
+
+    Args:
+        model_dict: rendered Ultralytics model dict.
+        imgsz: square input size, a multiple of 32.
+        target: a name from ``TARGETS``.
+        threads: CPU threads (torch intra-op / onnxruntime intra-op); default :func:`default_threads`.
+        warmup: untimed calls first.
+        repeats: timed calls at most; fewer once ``max_time_s`` is spent (at least 5).
+        batch: images per call.
+
+    Returns:
+        ``median_ms`` and the other :func:`summarize` statistics, plus target, imgsz, batch, threads, host (the
+        fingerprint id) and setup_s (build + export time).
+    """
+    tgt = get_target(target)
+    threads = int(threads or default_threads())
+    if imgsz % 32 or imgsz <= 0:
+        raise UserError(f"latency imgsz must be a positive multiple of 32, got {imgsz}")
+    t0 = time.perf_counter()
+    with _threads(threads):
+        model = prepare_model(model_dict, tgt, nc)
+        x = example_input(imgsz, batch)
+        if tgt.device == "cuda":
+            model, x = model.to("cuda"), x.to("cuda")
+            if tgt.half:
+                model, x = model.half(), x.half()
+        run = tgt.runner(model, (x,), threads)
+        setup_s = time.perf_counter() - t0
+        times = time_runs(run, warmup if "compiled" not in tgt.name else max(warmup, 5), repeats, max_time_s)
+    del run, model
+    if tgt.device == "cuda":
+        torch.cuda.empty_cache()
+    return {**summarize(times), "target": tgt.name, "imgsz": imgsz, "batch": batch, "threads": threads,
+            "host": host_fingerprint()["id"], "setup_s": round(setup_s, 3)}
+
+
+# -- cache ------------------------------------------------------------------------------------------------------
+def model_hash(model_dict: dict) -> str:
+    """A 12-hex hash of a rendered model dict (for designs that have no space design hash)."""
+    return hashlib.sha1(json.dumps(model_dict, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class LatencyCache:
+    """Measurements by key, in memory and, given an optuna ``study``, in its user attributes (survives resume).
+
+    A miss re-reads the study's attributes once, so measurements made by other workers on the same storage are
+    found too.
+    """
+
+    def __init__(self, study=None):
+        self.study = study
+        self._mem: dict[str, dict] = {}
+        self.hits = self.misses = 0
+        self._reload()
+
+    @staticmethod
+    def key(design_hash: str, target: str, imgsz: int, batch: int = 1, threads: int | None = None,
+            host: str | None = None) -> str:
+        """``latency:<design>:<target>:<imgsz>:b<batch>:t<threads>:<host id>``."""
+        threads = int(threads or default_threads())
+        return f"{CACHE_PREFIX}{design_hash}:{target}:{imgsz}:b{batch}:t{threads}:{host or host_fingerprint()['id']}"
+
+    def _reload(self) -> None:
+        if self.study is not None:
+            attrs = self.study.user_attrs
+            self._mem.update({k: v for k, v in attrs.items() if k.startswith(CACHE_PREFIX) and isinstance(v, dict)})
+
+    def get(self, key: str) -> dict | None:
+        if key not in self._mem:
+            self._reload()
+        if key in self._mem:
+            self.hits += 1
+            return copy.deepcopy(self._mem[key])
+        self.misses += 1
+        return None
+
+    def put(self, key: str, value: dict) -> None:
+        self._mem[key] = copy.deepcopy(value)
+        if self.study is not None:
+            self.study.set_user_attr(key, value)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._mem
+
+    def __len__(self) -> int:
+        return len(self._mem)
+
+
+def cached_latency(model_dict: dict, design_hash: str, imgsz: int, target: str | None = None,
+                   cache: LatencyCache | None = None, threads: int | None = None, batch: int = 1, **kw) -> dict:
+    """:func:`measure_latency` through ``cache`` (measured once per key)."""
+    name = get_target(target).name
+    threads = int(threads or default_threads())
+    key = LatencyCache.key(design_hash, name, imgsz, batch, threads)
+    found = cache.get(key) if cache is not None else None
+    if found is not None:
+        return found
+    result = measure_latency(model_dict, imgsz, name, threads=threads, batch=batch, **kw)
+    if cache is not None:
+        cache.put(key, result)
+    return result
+
+
+# -- objective --------------------------------------------------------------------------------------------------
+class LatencyObjective(Objective):
+    """Median inference latency in ms on ``target`` (minimize; cheap: known before training).
+
+    Measured once per design and cached; with a calibrated ``predictor`` (:class:`LatencyLUT`) the value is its
+    prediction instead (no export, no timing). The full record goes to ``candidate.info["latency"]``.
+    """
+
+    name = "latency"
+    direction = "minimize"
+    cheap = True
+
+    def __init__(self, target: str | None = None, imgsz: int | None = None, cache: LatencyCache | None = None,
+                 predictor=None, threads: int | None = None, batch: int = 1, **measure_kw):
+        self.target = get_target(target).name  # an unusable target fails here, before any search starts
+        self.imgsz, self.batch = imgsz, batch
+        self.threads = int(threads or default_threads())
+        self.cache = cache if cache is not None else LatencyCache()
+        self.predictor, self.measure_kw = predictor, measure_kw
+        if predictor is not None and predictor.target != self.target:
+            raise UserError(f"latency predictor is for target '{predictor.target}', the objective for '{self.target}'")
+
+    def value(self, candidate: Candidate, results: dict | None = None) -> float:
+        imgsz = int(self.imgsz or candidate.imgsz)
+        if self.predictor is not None:
+            record = {"median_ms": self.predictor.predict(candidate.model_dict), "predicted": True,
+                      "target": self.target, "imgsz": imgsz, "batch": self.batch, "threads": self.predictor.threads,
+                      "host": host_fingerprint()["id"]}
+        else:
+            record = cached_latency(candidate.model_dict, candidate.design_hash, imgsz, self.target, self.cache,
+                                    self.threads, self.batch, **self.measure_kw)
+        candidate.info["latency"] = record
+        candidate.info["latency_ms"] = record["median_ms"]
+        return float(record["median_ms"])
+
+
+def baseline_latencies(space, target: str | None = None, imgsz: int = 640, nc: int = 80,
+                       cache: LatencyCache | None = None, threads: int | None = None, **kw) -> dict[str, dict]:
+    """Measure every named point of ``space`` (yolov8n, yolo11n, yolo26n, the s scales ...) the same way as designs."""
+    out = {}
+    for name, g in space.points.items():
+        out[name] = cached_latency(space.render(g, nc), space.design_hash(g, nc), imgsz, target, cache, threads,
+                                   **kw)
+    return out
+
+
+def __getattr__(name):  # LatencyLUT lives in _lut.py, which imports this module
+    if name == "LatencyLUT":
+        from ._lut import LatencyLUT
+
+        return LatencyLUT
+    raise AttributeError(name)
+
+
+__all__ = ["TARGETS", "LatencyCache", "LatencyLUT", "LatencyObjective", "LatencyTarget", "baseline_latencies",
+           "cached_latency", "default_target", "default_threads", "get_target", "host_fingerprint",
+           "measure_latency", "model_hash"]
