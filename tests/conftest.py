@@ -47,3 +47,18 @@ def run_cli(tmp_path):
                               capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
     return run
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory) -> Path:
+    """The README's main-job command, exactly: ``ultranas search --data coco8.yaml`` (default budget)."""
+    import subprocess
+    import sys
+
+    cwd = tmp_path_factory.mktemp("readme")
+    proc = subprocess.run([sys.executable, "-m", "ultranas", "search", "--data", "coco8.yaml"], cwd=cwd,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = cwd / "runs" / "nas" / "exp"
+    assert run.is_dir(), proc.stdout[-2000:]
+    return run

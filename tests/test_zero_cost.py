@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from ultranas.objectives._base import Candidate
 from ultranas.space import load_space
 from ultranas.synthetic import make_synthetic
 
-COCO8 = "ultranas/datasets/coco8/data.yaml"
+COCO8 = Path(__file__).resolve().parent.parent / "ultranas" / "datasets" / "coco8" / "data.yaml"
 IMGSZ = 64
 
 

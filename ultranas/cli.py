@@ -59,7 +59,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
 def cmd_search(a) -> None:
     from .engine import search
 
-    kwargs = {k: v for k, v in vars(a).items() if k not in ("func", "resume", "command")}
+    kwargs = {k: v for k, v in vars(a).items() if k not in ("func", "resume", "command", "debug")}
     run = search(resume=a.resume) if a.resume else search(**kwargs)
     print(f"ultranas: results in {run}")
 
@@ -73,7 +73,7 @@ def cmd_worker(a) -> None:
 def cmd_calibrate(a) -> None:
     from .estimation.calibrate import calibrate
 
-    calibrate(**{k: v for k, v in vars(a).items() if k not in ("func", "command")})
+    calibrate(**{k: v for k, v in vars(a).items() if k not in ("func", "command", "debug")})
 
 
 def cmd_space(a) -> None:
@@ -124,7 +124,7 @@ def cmd_info(a) -> None:
     model = ckpt.get("ema") or ckpt.get("model")
     info = ckpt.get("ultranas")
     print(f"{a.model}: {type(model).__name__}, {count_params(model):,} parameters, "
-          f"{len(model.names)} classes, trained {ckpt.get('epoch', '?')} epochs")
+          f"{len(model.names)} classes, trained {(ckpt.get('train_args') or {}).get('epochs', '?')} epochs")
     print(yaml.safe_dump({"ultranas": info}, sort_keys=False) if info else "no ultranas entry (a plain Ultralytics checkpoint)")
 
 

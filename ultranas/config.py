@@ -44,6 +44,11 @@ class SearchConfig:
     verbose: bool = False
 
     def validate(self) -> SearchConfig:
+        for key in ("data", "space", "project", "storage", "coco128"):
+            if getattr(self, key) is not None:
+                setattr(self, key, str(getattr(self, key)))
+        self.objectives, self.references = list(self.objectives), list(self.references)
+        self.seeds, self.rungs = [int(s) for s in self.seeds], [float(r) for r in self.rungs]
         for key in ("trials", "epochs", "imgsz", "batch", "final_epochs", "eta"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

@@ -41,7 +41,7 @@ class SearchContext:
         self.nc = len(class_names(self.data))
         self.space: SearchSpace = load_space(cfg.space)
         self.study = study or open_study(cfg, run_dir)
-        self.latency = LatencyObjective(target=cfg.latency_target, imgsz=cfg.imgsz, cache=LatencyCache(self.study))
+        self.latency = LatencyObjective(target=cfg.latency_target, cache=LatencyCache(self.study))
         self.objectives = make_objectives(cfg.objectives, latency=self.latency)
         self.directions = [o.direction for o in self.objectives]
         self.strategy = make_strategy(cfg.strategy, self.space, self.directions, seed=cfg.seed)
@@ -229,6 +229,31 @@ def _best_score(study: optuna.Study) -> float | None:
     return max(scores) if scores else None
 
 
+def preflight(cfg: SearchConfig) -> None:
+    """Fail on bad settings before anything is written."""
+    from .estimation import ESTIMATORS
+    from .objectives.latency import get_target
+
+    check_dataset(cfg.data, cfg.coco128)
+    space = load_space(cfg.space)
+    make_objectives(cfg.objectives, latency=_LatencyName())
+    make_strategy(cfg.strategy, space, ["maximize"], seed=cfg.seed)
+    if cfg.estimator not in ESTIMATORS:
+        raise UserError(f"unknown estimator '{cfg.estimator}': choose from {', '.join(ESTIMATORS)}")
+    get_target(cfg.latency_target)
+    if cfg.latency_le:
+        space.point(cfg.latency_le)
+    if cfg.device not in ("cpu", "mps"):
+        ids = [int(p) for p in str(cfg.device).replace("cuda:", "").split(",")]
+        if max(ids) >= torch.cuda.device_count():
+            raise UserError(f"device '{cfg.device}' is not available: this machine has "
+                            f"{torch.cuda.device_count()} CUDA device(s); use --device cpu")
+
+
+class _LatencyName:
+    name, direction, cheap = "latency", "minimize", True
+
+
 def new_run_dir(cfg: SearchConfig) -> Path:
     from ultralytics.utils.files import increment_path
 
@@ -269,9 +294,11 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
             raise UserError(f"--resume takes its settings from the run's args.yaml; drop {', '.join(kwargs)}")
         cfg, run_dir = load_run(resume)
     else:
+        unknown = sorted(set(kwargs) - set(SearchConfig.__dataclass_fields__))
+        if unknown:
+            raise UserError(f"unknown search setting '{unknown[0]}'")
         cfg = SearchConfig(**kwargs).validate()
-        check_dataset(cfg.data, cfg.coco128)  # fail before creating anything
-        load_space(cfg.space)
+        preflight(cfg)  # every check that can fail runs before the run directory exists
         run_dir = new_run_dir(cfg)
     with RunLock(run_dir):
         if not resume:

@@ -82,6 +82,12 @@ def final_stage(ctx) -> list[dict]:
                          "same_design": found.design_hash == ref.design_hash})
     atomic_write_csv(ctx.run_dir / "comparison.csv", rows)
     print_table(rows)
+    scores = [t.user_attrs["metrics"]["score"] for t in ctx.study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
+              if "metrics" in t.user_attrs]
+    if scores and max(scores) - min(scores) < 1e-6:
+        print("ultranas: warning: every design scored the same, so the choice above rests on latency alone. The data "
+              "or the budget gives no accuracy signal (coco8 from scratch never does): use a learnable dataset, more "
+              "--epochs or a larger --imgsz, and check with 'ultranas calibrate'.")
     return rows
 
 

@@ -47,6 +47,20 @@ class NAS(Model):
             }
         }
 
+    def export(self, **kwargs):
+        """Ultralytics' exporter; TensorRT (``format="engine"``) fails with one clear line where it cannot run."""
+        import importlib.util
+
+        import torch
+
+        if str(kwargs.get("format", "")).lower() in ("engine", "tensorrt", "trt"):
+            if importlib.util.find_spec("tensorrt") is None:
+                raise UserError("format=engine needs the 'tensorrt' package (pip install tensorrt) and an NVIDIA GPU; "
+                                "export format=onnx instead and build the engine with trtexec where TensorRT exists")
+            if not torch.cuda.is_available():
+                raise UserError("format=engine needs a CUDA GPU; none is visible (device=cpu cannot build engines)")
+        return super().export(**kwargs)
+
     @property
     def nas_info(self) -> dict | None:
         """The ``ultranas`` entry of the checkpoint: space, genotype, hash, objectives, source run."""

@@ -111,9 +111,9 @@ class LatencyLUT:
 
     def _profile(self, layer: torch.nn.Module, inp) -> float:
         run = get_target(self.profile_target).runner(layer, (inp,), self.threads)
-        first = time_runs(run, self.warmup, 3)
+        first, _ = time_runs(run, self.warmup, 3)
         inner = max(1, min(50, int(0.5 / max(min(first), 1e-3))))  # samples of >= ~0.5 ms for timer precision
-        return float(np.median(time_runs(run, 0, self.repeats, max_time_s=1.0, inner=inner)))
+        return float(np.median(time_runs(run, 0, self.repeats, max_time_s=1.0, inner=inner)[0]))
 
     def layer_times(self, model_dict: dict) -> list[float]:
         """Each layer's time in ms (profiling the layers not yet in the table)."""

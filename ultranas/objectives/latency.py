@@ -23,6 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
+
 import torch
 
 from ..errors import UserError
@@ -72,8 +77,8 @@ def host_fingerprint() -> dict:
 
 
 def default_threads() -> int:
-    """Threads used when none are given: the cores this process may use, at most 4."""
-    return max(1, min(4, available_cores()))
+    """Threads used when none are given: 1, the most repeatable on a busy machine and comparable across hosts."""
+    return 1
 
 
 # -- targets ----------------------------------------------------------------------------------------------------
@@ -257,30 +262,42 @@ def example_input(imgsz: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
     return torch.rand(batch, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(seed))
 
 
+def _switches() -> int:
+    """Involuntary context switches of this process so far (0 where the OS does not say)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw if resource is not None else 0
+
+
 def time_runs(run: Callable[[], object], warmup: int, repeats: int, max_time_s: float | None = None,
-              inner: int = 1) -> list[float]:
+              inner: int = 1) -> tuple[list[float], int]:
     """Milliseconds per call of ``run`` over ``repeats`` samples (``inner`` calls each) after ``warmup`` calls.
 
-    Stops early once ``max_time_s`` is spent, keeping at least 5 samples. GC is off while timing.
+    Samples during which the OS preempted this process (an involuntary context switch) are dropped when at least a
+    quarter of them (and 5) are clean, so a busy machine inflates the result less. Stops early once ``max_time_s``
+    is spent, keeping at least 5 samples. GC is off while timing. Returns (kept samples, dropped count).
     """
     for _ in range(warmup):
         run()
     enabled = gc.isenabled()
     gc.disable()
-    times, start = [], time.perf_counter()
+    times, clean, start = [], [], time.perf_counter()
     try:
         for i in range(repeats):
+            s0 = _switches()
             t0 = time.perf_counter()
             for _ in range(inner):
                 run()
             t1 = time.perf_counter()
             times.append((t1 - t0) * 1e3 / inner)
+            if _switches() == s0:
+                clean.append(times[-1])
             if max_time_s is not None and i >= 4 and t1 - start > max_time_s:
                 break
     finally:
         if enabled:
             gc.enable()
-    return times
+    if len(clean) >= max(5, len(times) // 4):
+        return clean, len(times) - len(clean)
+    return times, 0
 
 
 def summarize(times: list[float]) -> dict:
@@ -338,12 +355,13 @@ def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, thr
                 model, x = model.half(), x.half()
         run = tgt.runner(model, (x,), threads)
         setup_s = time.perf_counter() - t0
-        times = time_runs(run, warmup if "compiled" not in tgt.name else max(warmup, 5), repeats, max_time_s)
+        times, dropped = time_runs(run, warmup if "compiled" not in tgt.name else max(warmup, 5), repeats,
+                                   max_time_s)
     del run, model
     if tgt.device == "cuda":
         torch.cuda.empty_cache()
     return {**summarize(times), "target": tgt.name, "imgsz": imgsz, "batch": batch, "threads": threads,
-            "host": host_fingerprint()["id"], "setup_s": round(setup_s, 3)}
+            "host": host_fingerprint()["id"], "preempted": dropped, "setup_s": round(setup_s, 3)}
 
 
 # -- cache ------------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Render a genotype to Ultralytics model rows, and read a model YAML back into a genotype where it lies in the space.
 
 Rendered models carry absolute widths and repeats with an explicit identity scale (``scale: n``,
-``scales: {n: [1, 1, 65536]}``), so Ultralytics never re-scales them, whatever the file is called.
+``scales: {n: .., s: ..}`` both identity), so Ultralytics never re-scales them; a file name that makes it guess
+scale m, l or x (which would silently change C3k2 blocks) fails loudly with a KeyError instead.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 from ..errors import UserError
 from ._schema import STAGES, SpaceSpec
 
-IDENTITY_SCALE = {"n": [1.0, 1.0, 65536]}
+IDENTITY_SCALE = {"n": [1.0, 1.0, 65536], "s": [1.0, 1.0, 65536]}  # n, s: no re-scaling, whatever the name
 
 
 def _row(frm, n: int, spec, width: int) -> list:

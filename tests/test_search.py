@@ -1,0 +1,115 @@
+"""`ultranas search`: real tiny searches on coco8 for every strategy, resume after kill -9, run-directory format."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from ultranas.engine import search
+from ultranas.strategies import STRATEGIES
+
+TINY = dict(data="coco8.yaml", epochs=1, imgsz=32, batch=4, final=False, progress=False)
+
+
+def test_default_command_produces_found_models_and_comparison(default_run):
+    for name in ("args.yaml", "study.db", "leaderboard.csv", "pareto.png", "found_n.pt", "found_s.pt",
+                 "comparison.csv", "trials/0/model.yaml"):
+        assert (default_run / name).exists(), name
+    rows = list(csv.DictReader(open(default_run / "comparison.csv")))
+    assert {r["model"] for r in rows} == {"found_n", "yolo11n", "found_s", "yolo11s"}
+    for ref in ("yolo11n", "yolo11s"):  # the found design is never slower than its reference
+        found = next(r for r in rows if r["reference"] == ref and r["model"].startswith("found"))
+        base = next(r for r in rows if r["model"] == ref)
+        assert float(found["latency_ms"]) <= float(base["latency_ms"]) * 1.0001
+    board = list(csv.DictReader(open(default_run / "leaderboard.csv")))
+    assert {"yolov8n", "yolo11n", "yolo26n"} <= {r["point"] for r in board}  # warm start: baselines first
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_each_strategy_runs_a_real_search(tmp_path, strategy):
+    run = search(strategy=strategy, trials=4, warm_start=False, project=tmp_path, objectives=["map", "params"],
+                 **TINY)
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and not t.user_attrs.get("uncounted")]
+    assert len(done) == 4
+    hashes = [t.user_attrs["hash"] for t in done]
+    assert len(set(hashes)) == len(hashes)  # de-duplicated
+    for t in done:
+        assert (run / "trials" / str(t.number) / "model.yaml").is_file()
+        assert t.user_attrs["info"]["params"] == t.values[1]
+        assert set(t.user_attrs["genotype"]) and "train_s" in t.user_attrs["metrics"]
+
+
+def test_evolution_children_are_mutations_of_the_population(tmp_path):
+    run = search(strategy="evolution", trials=5, warm_start=True, project=tmp_path, objectives=["map"], space="mobile",
+                 **TINY)
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
+    trials = [t for t in study.trials if "genotype" in t.user_attrs]
+    assert trials[0].user_attrs.get("point") == "yolo11n"
+    later = [t.user_attrs["genotype"] for t in trials[3:]]
+    earlier = [t.user_attrs["genotype"] for t in trials[:3]]
+    for g in later:  # a child differs from some earlier design in a few decisions only
+        assert min(sum(g[k] != e[k] for k in g) for e in earlier + later[:later.index(g)]) <= 8
+
+
+def test_hard_constraint_prunes_before_training(tmp_path):
+    run = search(strategy="random", trials=3, warm_start=True, project=tmp_path, max_params=3_000_000,
+                 objectives=["map"], **TINY)
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
+    v8n = next(t for t in study.trials if t.user_attrs.get("point") == "yolov8n")  # 3.16 M params
+    assert v8n.state == optuna.trial.TrialState.PRUNED
+    assert "constraint: params" in v8n.user_attrs["failure"]
+    assert "metrics" not in v8n.user_attrs and not (run / "trials" / str(v8n.number) / "e1-s0").exists()
+
+
+def _counted(run):
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and not t.user_attrs.get("uncounted")]
+    return study, done
+
+
+def test_kill_mid_trial_then_resume_loses_and_repeats_nothing(tmp_path):
+    args = [sys.executable, "-m", "ultranas", "search", "--data", "coco8.yaml", "--trials", "5", "--epochs", "2",
+            "--imgsz", "32", "--batch", "4", "--no-final", "--project", str(tmp_path), "--strategy", "random",
+            "--objectives", "map"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run = tmp_path / "exp"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until two trials are done and a third is training
+        if (run / "study.db").exists():
+            try:
+                _, done = _counted(run)
+                if len(done) >= 2 and (run / "trials" / str(len(done))).exists():
+                    break
+            except Exception:
+                pass
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _, before = _counted(run)
+    before_ids = {t.number: t.values for t in before}
+    assert 2 <= len(before) < 5
+    res = subprocess.run([sys.executable, "-m", "ultranas", "search", "--resume", str(run)], capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-1500:]
+    study, after = _counted(run)
+    assert len(after) == 5
+    assert {t.number: t.values for t in after if t.number in before_ids} == before_ids  # nothing lost or redone
+    hashes = [t.user_attrs["hash"] for t in after]
+    assert len(set(hashes)) == len(hashes)
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_second_search_on_same_run_dir_is_refused(tmp_path):
+    from ultranas.errors import UserError
+    from ultranas.fsutil import RunLock
+
+    with RunLock(tmp_path), pytest.raises(UserError, match="in use"), RunLock(tmp_path):
+        pass
