@@ -48,7 +48,7 @@ class NAS(Model):
         }
 
     def export(self, **kwargs):
-        """Ultralytics' exporter; TensorRT (``format="engine"``) fails with one clear line where it cannot run."""
+        """Ultralytics' exporter; end-to-end heads export NMS-free; TensorRT (``format="engine"``) fails with one clear line where it cannot run."""
         import importlib.util
 
         import torch
@@ -59,6 +59,9 @@ class NAS(Model):
                                 "export format=onnx instead and build the engine with trtexec where TensorRT exists")
             if not torch.cuda.is_available():
                 raise UserError("format=engine needs a CUDA GPU; none is visible (device=cpu cannot build engines)")
+        head = self.model.model[-1] if hasattr(self.model, "model") else None
+        if getattr(head, "one2one_cv2", None) is not None and "nms" not in kwargs:
+            kwargs["nms"] = False  # keep the YOLO26-style one-to-one head: the export is NMS-free
         return super().export(**kwargs)
 
     @property

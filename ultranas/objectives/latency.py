@@ -9,9 +9,12 @@ The per-layer lookup-table predictor lives in ``_lut.py`` (``LatencyLUT``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import hashlib
+import importlib.metadata
+import importlib.util
 import io
 import json
 import os
@@ -22,6 +25,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 try:
     import resource
@@ -40,40 +44,32 @@ CACHE_PREFIX = "latency:"
 # -- host -------------------------------------------------------------------------------------------------------
 def _cpu_model() -> str:
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return next(ln.split(":", 1)[1].strip() for ln in lines if ln.lower().startswith(("model name", "hardware")))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
-def available_cores() -> int:
+def _version(package: str) -> str | None:
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 @lru_cache(maxsize=1)
-def _fingerprint() -> tuple:
-    try:
-        import onnxruntime
-
-        ort_version = onnxruntime.__version__
-    except ImportError:
-        ort_version = None
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "available_cores": available_cores(),
-            "machine": platform.machine(), "torch": torch.__version__, "onnxruntime": ort_version, "gpu": gpu}
-    digest = hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:10]
-    return tuple(info.items()) + (("id", digest),)
+def _fingerprint() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "available_cores": cores, "machine": platform.machine(),
+            "torch": torch.__version__, "onnxruntime": _version("onnxruntime"), "tensorrt": _version("tensorrt"),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    info["id"] = hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:10]
+    return json.dumps(info)
 
 
 def host_fingerprint() -> dict:
-    """CPU model, cores, GPU, torch/onnxruntime versions, and ``id``: a short hash of all of them."""
-    return dict(_fingerprint())
+    """CPU model, cores, GPU, torch/onnxruntime/tensorrt versions, and ``id``: a short hash of all of them."""
+    return json.loads(_fingerprint())
 
 
 def default_threads() -> int:
@@ -84,45 +80,25 @@ def default_threads() -> int:
 # -- targets ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LatencyTarget:
-    """A deployment target: how to check it is available and how to make a ``run()`` for a module and inputs."""
+    """A deployment target: what it needs, and how to make a ``run()`` for a module and its inputs."""
 
     name: str
     description: str
     device: str  # "cpu" or "cuda"
     export: bool  # prepare the model as for export (C2f split forward, Detect export mode)
-    half: bool
-    check: Callable[[], None]
+    half: bool  # cast model and input to fp16
+    needs: tuple[str, ...]  # packages to import, and "cuda"
     runner: Callable[[torch.nn.Module, tuple, int], Callable[[], object]]
 
-
-def _cpu_ok() -> None:
-    return None
-
-
-def _cuda_ok(name: str) -> Callable[[], None]:
-    def check() -> None:
-        if not torch.cuda.is_available():
-            raise UserError(f"latency target '{name}' needs a CUDA GPU, and torch sees none on this machine; "
-                            "use --latency-target onnxruntime-cpu or torch-cpu")
-    return check
-
-
-def _ort_ok() -> None:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise UserError("latency target 'onnxruntime-cpu' needs the onnxruntime package (pip install onnxruntime)"
-                        ) from None
-
-
-def _trt_ok() -> None:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        raise UserError("latency target 'tensorrt' needs the tensorrt package, which is not installed "
-                        "(pip install tensorrt on a machine with an NVIDIA GPU); use --latency-target "
-                        "onnxruntime-cpu or torch-cuda-fp16 instead") from None
-    _cuda_ok("tensorrt")()
+    def check(self) -> None:
+        """Raise one clear ``UserError`` if this machine cannot run the target."""
+        for need in self.needs:
+            if need == "cuda" and not torch.cuda.is_available():
+                raise UserError(f"latency target '{self.name}' needs a CUDA GPU, and torch sees none on this "
+                                "machine; use --latency-target onnxruntime-cpu or torch-cpu")
+            if need != "cuda" and importlib.util.find_spec(need) is None:
+                raise UserError(f"latency target '{self.name}' needs the {need} package, which is not installed "
+                                f"(pip install {need}); use --latency-target onnxruntime-cpu or torch-cpu instead")
 
 
 def _flat(args) -> list[torch.Tensor]:
@@ -161,7 +137,7 @@ def _ort_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[
     so.log_severity_level = 3
     session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     wanted = {i.name for i in session.get_inputs()}
-    feeds = {n: t.numpy() for n, t in zip(names, _flat(args)) if n in wanted}  # unused inputs are pruned
+    feeds = {n: t.numpy() for n, t in zip(names, _flat(args), strict=True) if n in wanted}  # unused inputs are pruned
     return lambda: session.run(None, feeds)
 
 
@@ -195,7 +171,7 @@ def _trt_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[
     config.set_flag(trt.BuilderFlag.FP16)
     engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
     context = engine.create_execution_context()
-    inputs = dict(zip(names, _flat(args)))
+    inputs = dict(zip(names, _flat(args), strict=True))
     buffers = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
@@ -214,16 +190,15 @@ def _trt_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[
 
 
 TARGETS: dict[str, LatencyTarget] = {t.name: t for t in (
-    LatencyTarget("torch-cpu", "eager PyTorch on CPU, Conv+BN fused, fp32", "cpu", False, False, _cpu_ok,
-                  _torch_runner),
+    LatencyTarget("torch-cpu", "eager PyTorch on CPU, Conv+BN fused, fp32", "cpu", False, False, (), _torch_runner),
     LatencyTarget("onnxruntime-cpu", "ONNX (opset 17, static shape) on onnxruntime's CPU provider, fp32", "cpu",
-                  True, False, _ort_ok, _ort_runner),
-    LatencyTarget("torch-cuda-fp16", "eager PyTorch on the GPU, fused, fp16", "cuda", False, True,
-                  _cuda_ok("torch-cuda-fp16"), _cuda_runner(False)),
+                  True, False, ("onnxruntime",), _ort_runner),
+    LatencyTarget("torch-cuda-fp16", "eager PyTorch on the GPU, fused, fp16", "cuda", False, True, ("cuda",),
+                  _cuda_runner(False)),
     LatencyTarget("torch-cuda-fp16-compiled", "torch.compile (reduce-overhead) on the GPU, fused, fp16", "cuda",
-                  False, True, _cuda_ok("torch-cuda-fp16-compiled"), _cuda_runner(True)),
-    LatencyTarget("tensorrt", "TensorRT fp16 engine built from the ONNX export", "cuda", True, False, _trt_ok,
-                  _trt_runner),
+                  False, True, ("cuda",), _cuda_runner(True)),
+    LatencyTarget("tensorrt", "TensorRT fp16 engine built from the ONNX export", "cuda", True, False,
+                  ("tensorrt", "cuda"), _trt_runner),
 )}
 
 
@@ -309,18 +284,15 @@ def summarize(times: list[float]) -> dict:
             "p90_ms": q[-1], "min_ms": min(times), "cv": std / mean if mean > 0 else 0.0, "repeats": len(times)}
 
 
-class _threads:
+@contextlib.contextmanager
+def fixed_threads(n: int):
     """Fix torch's intra-op threads for the block and restore them after."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        self.old = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.old)
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, threads: int | None = None,
@@ -346,7 +318,7 @@ def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, thr
     if imgsz % 32 or imgsz <= 0:
         raise UserError(f"latency imgsz must be a positive multiple of 32, got {imgsz}")
     t0 = time.perf_counter()
-    with _threads(threads):
+    with fixed_threads(threads):
         model = prepare_model(model_dict, tgt, nc)
         x = example_input(imgsz, batch)
         if tgt.device == "cuda":
@@ -365,11 +337,6 @@ def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, thr
 
 
 # -- cache ------------------------------------------------------------------------------------------------------
-def model_hash(model_dict: dict) -> str:
-    """A 12-hex hash of a rendered model dict (for designs that have no space design hash)."""
-    return hashlib.sha1(json.dumps(model_dict, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 class LatencyCache:
     """Measurements by key, in memory and, given an optuna ``study``, in its user attributes (survives resume).
 
@@ -408,9 +375,6 @@ class LatencyCache:
         self._mem[key] = copy.deepcopy(value)
         if self.study is not None:
             self.study.set_user_attr(key, value)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._mem
 
     def __len__(self) -> int:
         return len(self._mem)
@@ -485,6 +449,6 @@ def __getattr__(name):  # LatencyLUT lives in _lut.py, which imports this module
     raise AttributeError(name)
 
 
-__all__ = ["TARGETS", "LatencyCache", "LatencyLUT", "LatencyObjective", "LatencyTarget", "baseline_latencies",
+__all__ = ["TARGETS", "LatencyCache", "LatencyObjective", "LatencyTarget", "baseline_latencies",
            "cached_latency", "default_target", "default_threads", "get_target", "host_fingerprint",
-           "measure_latency", "model_hash"]
+           "measure_latency"]

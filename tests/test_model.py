@@ -1,0 +1,134 @@
+"""``NAS``: a model from a real tiny search predicts, validates, trains and exports like ``YOLO``; unsafe files are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from ultranas import NAS
+from ultranas.errors import UserError
+from ultranas.space import load_space
+
+IMAGES = "ultranas/datasets/coco8/images/val"
+
+
+@pytest.fixture(scope="module")
+def found(default_run):
+    return default_run / "found_n.pt"
+
+
+def test_found_model_carries_its_search(found):
+    model = NAS(found)
+    info = model.nas_info
+    assert info["space"] == "yolo" and info["reference"] == "yolo11n"
+    g = info["genotype"]
+    space = load_space(info["space"])
+    assert space.design_hash(g, nc=80) == info["hash"]
+    from ultranas.ultra import build_model, count_params
+
+    assert count_params(model.model) == count_params(build_model(space.render(g, 80)))
+
+
+def test_predict_val_train_round_trip(found, coco8, tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    model = NAS(found)
+    results = model.predict(str(root / IMAGES), imgsz=64, verbose=False)
+    assert len(results) == 4 and all(r.boxes is not None for r in results)
+    metrics = model.val(data=str(coco8), imgsz=64, batch=4, device="cpu", plots=False, verbose=False)
+    assert 0.0 <= metrics.box.map <= 1.0
+    model.train(data=str(coco8), epochs=1, imgsz=64, batch=4, device="cpu", workers=0, project=str(tmp_path),
+                name="ft", plots=False, amp=False)
+    assert (tmp_path / "ft" / "weights" / "best.pt").is_file()
+    assert NAS(tmp_path / "ft" / "weights" / "best.pt").model is not None
+
+
+def test_plain_yolo_loads_found_checkpoint(found):
+    from ultralytics import YOLO
+
+    yolo = YOLO(str(found))
+    assert yolo.task == "detect"
+    assert sum(p.numel() for p in yolo.model.parameters()) == sum(p.numel() for p in NAS(found).model.parameters())
+
+
+def test_onnx_export_matches_pytorch(found, tmp_path):
+    import shutil
+
+    local = tmp_path / "found_n.pt"
+    shutil.copy(found, local)
+    path = NAS(local).export(format="onnx", imgsz=64, dynamic=False, simplify=True)
+    graph = onnx.load(path)
+    onnx.checker.check_model(graph)
+    dims = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, 64, 64]  # static shape, as TensorRT wants
+    x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    onnx_out = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    torch_model = NAS(local).model.float().eval()
+    with torch.no_grad():
+        torch_out = torch_model(torch.from_numpy(x))
+    torch_out = (torch_out[0] if isinstance(torch_out, (list, tuple)) else torch_out).numpy()
+    assert onnx_out.shape == torch_out.shape
+    np.testing.assert_allclose(onnx_out, torch_out, rtol=1e-3, atol=1e-3)
+
+
+def test_end_to_end_head_exports_nms_free(tmp_path):
+    space = load_space("yolo")
+    path = tmp_path / "design.yaml"
+    path.write_text(space.to_yaml(space.point("yolo26n"), nc=3))
+    onnx_path = NAS(path).export(format="onnx", imgsz=64)
+    out = onnx.load(onnx_path).graph.output[0].type.tensor_type.shape
+    anchors = sum((64 // s) ** 2 for s in (8, 16, 32))
+    assert [d.dim_value for d in out.dim] == [1, min(300, anchors), 6]  # top-k (box, score, class): no NMS
+    assert not any(n.op_type == "NonMaxSuppression" for n in onnx.load(onnx_path).graph.node)
+
+
+def test_torchscript_export(tmp_path):
+    space = load_space("yolo")
+    path = tmp_path / "design.yaml"
+    path.write_text(space.to_yaml(space.point("yolo11n"), nc=3))
+    ts = NAS(path).export(format="torchscript", imgsz=64)
+    assert torch.jit.load(ts)(torch.zeros(1, 3, 64, 64)) is not None
+
+
+def test_engine_export_fails_clearly_without_tensorrt(found):
+    with pytest.raises(UserError, match="tensorrt|CUDA"):
+        NAS(found).export(format="engine", imgsz=64)
+
+
+def test_malicious_pickle_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    bad = tmp_path / "evil.pt"
+    torch.save({"model": Evil(), "epoch": 1}, bad)
+    with pytest.raises(UserError, match="cannot be loaded safely"):
+        NAS(bad)
+    assert not marker.exists()
+    from ultralytics import YOLO  # the runtime makes plain YOLO loads safe too
+
+    with pytest.raises(Exception):  # noqa: B017
+        YOLO(str(bad))
+    assert not marker.exists()
+
+
+def test_corrupt_truncated_and_foreign_checkpoints(found, tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(found.read_bytes()[:2000])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    from ultralytics.nn.tasks import ClassificationModel
+
+    cls = tmp_path / "cls.pt"
+    torch.save({"model": ClassificationModel(cfg="yolo11n-cls.yaml", nc=3, verbose=False)}, cls)
+    for path, message in ((truncated, "cannot be loaded"), (garbage, "cannot be loaded"), (cls, "not a detection"),
+                          (tmp_path / "missing.pt", "not found")):
+        with pytest.raises(UserError, match=message) as e:
+            NAS(path)
+        assert len(str(e.value).splitlines()) == 1
