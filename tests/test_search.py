@@ -22,13 +22,13 @@ def test_default_command_produces_found_models_and_comparison(default_run):
     for name in ("args.yaml", "study.db", "leaderboard.csv", "pareto.png", "found_n.pt", "found_s.pt",
                  "comparison.csv", "trials/0/model.yaml"):
         assert (default_run / name).exists(), name
-    rows = list(csv.DictReader(open(default_run / "comparison.csv")))
+    rows = list(csv.DictReader((default_run / "comparison.csv").read_text().splitlines()))
     assert {r["model"] for r in rows} == {"found_n", "yolo11n", "found_s", "yolo11s"}
     for ref in ("yolo11n", "yolo11s"):  # the found design is never slower than its reference
         found = next(r for r in rows if r["reference"] == ref and r["model"].startswith("found"))
         base = next(r for r in rows if r["model"] == ref)
         assert float(found["latency_ms"]) <= float(base["latency_ms"]) * 1.0001
-    board = list(csv.DictReader(open(default_run / "leaderboard.csv")))
+    board = list(csv.DictReader((default_run / "leaderboard.csv").read_text().splitlines()))
     assert {"yolov8n", "yolo11n", "yolo26n"} <= {r["point"] for r in board}  # warm start: baselines first
 
 
