@@ -127,15 +127,15 @@ def test_cache_with_in_memory_study_and_baselines(space, counted):
 
 def test_lut_predicts_near_measurement_and_round_trips(space, tmp_path):
     rng = random.Random(3)
-    calib = [space.render(space.point(p), 80) for p in ("yolov8n", "yolo11n", "yolo26n")]
+    calib = [space.render(space.point(p), 80) for p in ("yolov8n", "yolo11n", "yolov8s", "yolo11s")]
     held_out = [space.render(space.sample(rng), 80) for _ in range(2)]
-    measure = {"threads": 1, "warmup": 5, "repeats": 30}
+    measure = {"warmup": 5, "repeats": 30}
     lut = LatencyLUT("onnxruntime-cpu", IMGSZ, threads=1)
     fit = lut.calibrate(calib, **measure)
-    assert fit["designs"] == 3 and fit["scale"] > 0
+    assert fit["designs"] == 4 and fit["scale"] > 0
     for md in held_out:
-        measured = L.measure_latency(md, IMGSZ, "onnxruntime-cpu", **measure)["median_ms"]
-        assert abs(lut.predict(md) - measured) / measured < 0.35
+        measured = L.measure_latency(md, IMGSZ, "onnxruntime-cpu", threads=1, **measure)["median_ms"]
+        assert abs(lut.predict(md) - measured) / measured < 0.25
 
     profiled = lut.profiled
     lut.predict(calib[1])  # every layer already in the table: nothing is profiled again

@@ -12,6 +12,27 @@ from ultralytics.models import yolo  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 
 
+SAFE_ACTIVATIONS = {None, "nn.SiLU()", "nn.ReLU()", "nn.ReLU6()", "nn.Hardswish()", "nn.LeakyReLU(0.1)", "nn.GELU()"}
+STRUCTURAL = {"Concat", "Detect", "nn.Upsample"}
+
+
+def check_model_yaml(path: Path) -> None:
+    """Refuse a model YAML that names modules outside the allow-list or an activation that is not plain."""
+    from .space import ALLOWED_MODULES, load_model_yaml
+
+    model = load_model_yaml(path)
+    act = model.get("activation")
+    if act not in SAFE_ACTIVATIONS:
+        raise UserError(f"{path}: activation {str(act)[:60]!r} is not allowed (use one of "
+                        f"{', '.join(sorted(a for a in SAFE_ACTIVATIONS if a))}); it would be evaluated as code")
+    for i, row in enumerate(model.get("backbone", []) + model.get("head", [])):
+        if not isinstance(row, list) or len(row) != 4:
+            raise UserError(f"{path}: layer {i} must be [from, repeats, module, args]")
+        if row[2] not in ALLOWED_MODULES | STRUCTURAL:
+            raise UserError(f"{path}: layer {i} names module {str(row[2])[:60]!r}, which is not an allowed "
+                            "Ultralytics detection module")
+
+
 class NAS(Model):
     """A detector found by ultranas (``found_n.pt``) or any rendered design (``model.yaml``), trainable from scratch.
 
@@ -28,8 +49,7 @@ class NAS(Model):
 
             load_checkpoint(path)  # one clear line for missing, corrupt, unsafe or non-detection files
         elif path.suffix in (".yaml", ".yml"):
-            if not path.is_file():
-                raise UserError(f"model YAML not found: {path}")
+            check_model_yaml(path)
         elif path.suffix not in (".onnx", ".torchscript", ".engine") and not path.is_dir():
             raise UserError(f"unsupported model file {path}: give a .pt checkpoint or a model .yaml")
         if task != "detect":

@@ -148,7 +148,9 @@ class LatencyLUT:
     def calibrate(self, model_dicts: list[dict], measured: list[float] | None = None, **measure_kw) -> dict:
         """Fit ``scale`` and ``offset`` to the target's latency of ``model_dicts`` (measured here unless given).
 
-        Least squares on relative error, so the fit minimizes percentage error; one design fits the scale only.
+        Least squares on relative error, so the fit minimizes percentage error. Scale and offset are both fitted
+        only when the designs' layer sums span at least 1.5x; designs too alike to tell them apart fit the offset
+        alone (layers profiled on the target itself) or the scale alone (profiled elsewhere).
         Returns the fit and its MAPE on the calibration designs.
         """
         if not model_dicts:
@@ -158,12 +160,14 @@ class LatencyLUT:
                                         **measure_kw)["median_ms"] for md in model_dicts]
         sums = np.array([self.layer_sum(md) for md in model_dicts])
         y = np.asarray(measured, dtype=float)
-        if len(y) >= 2:
-            a = np.stack([sums / y, 1.0 / y], axis=1)
-            (self.scale, self.offset), *_ = np.linalg.lstsq(a, np.ones_like(y), rcond=None)
+        w = 1.0 / y  # relative error weights
+        if len(y) >= 2 and sums.max() >= 1.5 * sums.min():
+            (scale, offset), *_ = np.linalg.lstsq(np.stack([sums * w, w], axis=1), np.ones_like(y), rcond=None)
+        elif self.profile_target == self.target:
+            scale, offset = 1.0, np.sum(w * w * (y - sums)) / np.sum(w * w)
         else:
-            self.scale, self.offset = float(y[0] / sums[0]), 0.0
-        self.scale, self.offset = float(self.scale), float(self.offset)
+            scale, offset = np.sum(w * w * sums * y) / np.sum(w * w * sums * sums), 0.0
+        self.scale, self.offset = float(scale), float(offset)
         pred = self.scale * sums + self.offset
         self.calibration = {"designs": len(y), "scale": self.scale, "offset": self.offset,
                             "mape": float(np.mean(np.abs(pred - y) / y))}
