@@ -131,7 +131,7 @@ def main() -> None:
     baselines = baseline_latencies(space, args.target, args.imgsz, args.nc, threads=args.threads)
     ape = [abs(p - t) / t for p, t in zip(lut_pred, y, strict=True)]
     out = {
-        "config": {**vars(args), "space": "yolo", "host": host_fingerprint()},
+        "config": {**vars(args), "out": Path(args.out).name, "space": "yolo", "host": host_fingerprint()},
         "repeatability": {
             "goal": "cv <= 0.05", "rounds": args.rounds, "designs": len(designs),
             "median_cv": statistics.median(cvs), "mean_cv": statistics.fmean(cvs), "max_cv": max(cvs),

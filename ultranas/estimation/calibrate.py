@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--band", type=float, default=0.2, help="cost band: GFLOPs within +-band of --band-point")
     p.add_argument("--band-point", default="yolo11n")
+    p.add_argument("--band-samples", type=int, default=0, help="random designs drawn inside the cost band")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--project", default="runs/calibrate")
@@ -78,13 +79,23 @@ def seed_noise(ref_runs: list[list[float]]) -> dict:
     return {"seed_std": noise, "design_std": spread, "reference_ranks": bool(ranks)}
 
 
-def _sample_designs(space, n: int, seed: int) -> list[tuple[str, dict]]:
+def _sample_designs(space, n: int, seed: int, band_samples: int = 0, band: float = 0.2, band_point: str = "yolo11n",
+                    imgsz: int = 64) -> list[tuple[str, dict]]:
+    """The space's points, then random designs; the first ``band_samples`` of them within the cost band."""
     designs, seen, rng = [], set(), random.Random(seed)
     for name, g in space.points.items():
         designs.append((name, g))
         seen.add(space.design_hash(g))
+    center = None
+    if band_samples and band_point in space.points:
+        center = ultra.gflops(ultra.build_model(space.render(space.point(band_point))), imgsz)
+    in_band = 0
     while len(designs) < n:
         g = space.sample(rng)
+        if center is not None and in_band < band_samples:
+            if abs(ultra.gflops(ultra.build_model(space.render(g)), imgsz) - center) > band * center:
+                continue
+            in_band += 1
         if (h := space.design_hash(g)) not in seen:
             seen.add(h)
             designs.append((f"sample{len(designs)}", g))
@@ -124,7 +135,8 @@ def calibrate(**kwargs) -> dict:
     rows = []
     from tqdm import tqdm
 
-    for label, g in tqdm(_sample_designs(space, a.n, a.seed), desc="calibrate", unit="design"):
+    designs = _sample_designs(space, a.n, a.seed, a.band_samples, a.band, a.band_point, a.imgsz)
+    for label, g in tqdm(designs, desc="calibrate", unit="design"):
         cand = Candidate(g, space.render(g, nc), space.design_hash(g, nc), space.imgsz(g, a.imgsz),
                          run_dir / "designs" / label)
         cand.workdir.mkdir(parents=True, exist_ok=True)

@@ -169,7 +169,10 @@ def _trt_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[
         raise RuntimeError(f"TensorRT could not parse the ONNX export: {parser.get_error(0)}")
     config = builder.create_builder_config()
     config.set_flag(trt.BuilderFlag.FP16)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(builder.build_serialized_network(network, config))
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RuntimeError("TensorRT could not build an engine for this design")
+    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
     context = engine.create_execution_context()
     inputs = dict(zip(names, _flat(args), strict=True))
     buffers = []
@@ -224,7 +227,7 @@ def prepare_model(model_dict: dict, target: LatencyTarget, nc: int | None = None
     model = model.fuse(verbose=False)
     if target.export:
         for m in model.modules():  # duck-typed so no Ultralytics class is imported here
-            if hasattr(m, "forward_split"):  # C2f family: split instead of chunk, as the exporter does
+            if any(c.__name__ == "C2f" for c in type(m).__mro__):  # split instead of chunk, as the exporter does
                 m.forward = m.forward_split
             if hasattr(m, "export") and hasattr(m, "max_det"):  # Detect family
                 m.export, m.format, m.dynamic, m.shape = True, "onnx", False, None
