@@ -1,4 +1,4 @@
-"""``ultranas`` command line: search, worker, calibrate, space, info, and Ultralytics-style predict/val/train/export.
+"""``ultranas`` command line: search, calibrate, space, info, and Ultralytics-style predict/val/train/export.
 
 Every user mistake is one line on stderr and exit code 2; Ctrl-C is exit 130 with how to resume.
 """
@@ -62,12 +62,6 @@ def cmd_search(a) -> None:
     kwargs = {k: v for k, v in vars(a).items() if k not in ("func", "resume", "command", "debug")}
     run = search(resume=a.resume) if a.resume else search(**kwargs)
     print(f"ultranas: results in {run}")
-
-
-def cmd_worker(a) -> None:
-    from .distributed import worker
-
-    worker(storage=a.storage, name=a.name, device=a.device, progress=True)
 
 
 def cmd_calibrate(a) -> None:
@@ -204,11 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
     _search_args(p)
     p.add_argument("--resume", default=None, help="continue the run in this directory")
     p.set_defaults(func=cmd_search)
-    p = sub.add_parser("worker", help="join a shared study as one more worker")
-    p.add_argument("--storage", required=True)
-    p.add_argument("--name", required=True)
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("space", help="inspect a search space")
     p.add_argument("action", choices=("show", "sample", "render"))
     p.add_argument("space")
