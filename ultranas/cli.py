@@ -162,20 +162,14 @@ def cmd_mode(a) -> None:
         from .data import check_dataset
 
         kw["data"] = str(check_dataset(kw["data"]))
-    coco_eval = kw.pop("coco_eval", False)
     nas = NAS(str(model))
     if a.command == "predict":
         kw.setdefault("save", True)
         results = nas.predict(**kw)
         print(f"ultranas: {len(results)} image(s); saved to {results[0].save_dir if results else '-'}")
     elif a.command == "val":
-        if coco_eval:
-            from .cocoeval import val_with_cocoeval
-
-            val_with_cocoeval(nas, **kw)
-        else:
-            m = nas.val(**kw)
-            print(f"ultranas: mAP50-95 {m.box.map:.4f}  mAP50 {m.box.map50:.4f}")
+        m = nas.val(**kw)
+        print(f"ultranas: mAP50-95 {m.box.map:.4f}  mAP50 {m.box.map50:.4f}")
     elif a.command == "train":
         nas.train(**kw)
     else:
