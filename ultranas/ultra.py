@@ -79,7 +79,7 @@ def train(model_yaml: str | Path, data: str | Path, project: str | Path, name: s
     """Train a rendered design from scratch with the stock Ultralytics trainer; returns (metrics, best.pt)."""
     from .model import NAS
 
-    args = dict(data=str(data), project=str(project), name=name, exist_ok=True, plots=False, verbose=verbose,
+    args = dict(data=str(data), project=str(Path(project).resolve()), name=name, exist_ok=True, plots=False, verbose=verbose,
                 workers=0, amp=True, pretrained=False)
     args.update(overrides)
     with ultralytics_verbosity(verbose):
