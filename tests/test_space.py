@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import random
 
 import pytest
@@ -134,3 +135,14 @@ def test_activation_key_never_evaluated(tmp_path, space):
     with pytest.raises(Exception):  # noqa: B017 - any refusal is fine, as long as nothing ran
         build_model(d)
     assert not marker.exists()
+
+
+def test_space_cli_show_sample_render(run_cli, tmp_path):
+    shown = run_cli("space", "show", "yolo")
+    assert shown.returncode == 0 and "P3.block" in shown.stdout and "yolo26s" in shown.stdout
+    sampled = run_cli("space", "sample", "mobile", "--n", "3")
+    lines = [json.loads(line) for line in sampled.stdout.splitlines()]
+    assert sampled.returncode == 0 and len(lines) == 3 and len({d["hash"] for d in lines}) == 3
+    out = tmp_path / "y11.yaml"
+    rendered = run_cli("space", "render", "yolo", "--point", "yolo11n", "-o", out)
+    assert rendered.returncode == 0 and load_space("yolo").from_model(out) == load_space("yolo").point("yolo11n")
