@@ -62,3 +62,18 @@ def default_run(tmp_path_factory) -> Path:
     run = cwd / "runs" / "nas" / "exp"
     assert run.is_dir(), proc.stdout[-2000:]
     return run
+
+
+@pytest.fixture(scope="session")
+def small_mobile(tmp_path_factory) -> Path:
+    """The mobile space with its input-size decision cut to CPU-test sizes (96/128 px instead of 224-320)."""
+    import yaml
+
+    from ultranas.space import load_space
+
+    raw = yaml.safe_load(load_space("mobile").path.read_text())
+    raw["decisions"]["imgsz"] = [96, 128]
+    raw["points"]["yolo11n"]["imgsz"] = 128
+    path = tmp_path_factory.mktemp("spaces") / "mobile_small.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

@@ -29,11 +29,11 @@ def test_compressed_schedule_is_complete():
     assert s["epochs"] == 8 and 0 < s["warmup_epochs"] < 8 and s["close_mosaic"] == 2 and s["nbs"] == 16
 
 
-def test_successive_halving_stops_weak_designs_in_a_real_multi_objective_run(tmp_path, synthetic):
+def test_successive_halving_stops_weak_designs_in_a_real_multi_objective_run(tmp_path, synthetic, small_mobile):
     from ultranas.engine import search
 
-    run = search(data=str(synthetic), strategy="random", trials=5, epochs=6, imgsz=64, batch=16, halving=True,
-                 rungs=[1 / 3, 1.0], eta=2, objectives=["map", "latency"], warm_start=True, space="mobile",
+    run = search(data=str(synthetic), strategy="random", trials=5, epochs=8, imgsz=128, batch=16, halving=True,
+                 rungs=[0.5, 1.0], eta=2, objectives=["map", "latency"], warm_start=True, space=small_mobile,
                  final=False, progress=False, project=tmp_path)
     study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]

@@ -47,8 +47,8 @@ def test_each_strategy_runs_a_real_search(tmp_path, strategy):
         assert set(t.user_attrs["genotype"]) and "train_s" in t.user_attrs["metrics"]
 
 
-def test_evolution_children_are_mutations_of_the_population(tmp_path):
-    run = search(strategy="evolution", trials=5, warm_start=True, project=tmp_path, objectives=["map"], space="mobile",
+def test_evolution_children_are_mutations_of_the_population(tmp_path, small_mobile):
+    run = search(strategy="evolution", trials=5, warm_start=True, project=tmp_path, objectives=["map"], space=small_mobile,
                  **TINY)
     study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
     trials = [t for t in study.trials if "genotype" in t.user_attrs]

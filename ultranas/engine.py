@@ -17,6 +17,7 @@ from tqdm import tqdm
 from . import ultra
 from .config import SearchConfig
 from .data import check_dataset, class_names
+from .distributed import fail_stale, heartbeat, make_storage
 from .errors import UserError
 from .estimation import Pruned, SuccessiveHalving, make_estimator
 from .fsutil import RunLock, atomic_write_text, atomic_write_yaml
@@ -85,20 +86,15 @@ def storage_url(cfg: SearchConfig, run_dir: Path) -> str:
 def open_study(cfg: SearchConfig, run_dir: Path) -> optuna.Study:
     directions = ["maximize" if o == "map" else "minimize" for o in cfg.objectives]
     url = storage_url(cfg, run_dir)
-    storage = url
-    if url.endswith(".log") or url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        storage = optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    elif not url.startswith("sqlite"):
-        storage = optuna.storages.RDBStorage(url, heartbeat_interval=10, grace_period=30,
-                                             failed_trial_callback=optuna.storages.RetryFailedTrialCallback(3))
+    storage = make_storage(url)
     try:
         study = optuna.create_study(storage=storage, study_name=cfg.name, directions=directions, load_if_exists=True)
     except Exception as e:  # corrupt database, unreachable server, bad URL
         raise UserError(f"cannot open the study storage {url}: {str(e).splitlines()[0][:200]}") from None
     if [d.name.lower() for d in study.directions] != directions:
         raise UserError(f"study '{cfg.name}' in {url} has other objectives; use a new --name")
+    if "config" not in study.user_attrs:
+        study.set_user_attr("config", cfg.to_dict())  # what 'ultranas worker' joins with
     return study
 
 
@@ -135,6 +131,12 @@ def _done_by_hash(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
             if "hash" in t.user_attrs and not t.user_attrs.get("duplicate_of")}
 
 
+def _running_elsewhere(study: optuna.Study, trial: optuna.Trial, h: str) -> bool:
+    """Another live worker is evaluating the same design right now."""
+    return any(t.user_attrs.get("hash") == h and t.number != trial.number
+               for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)))
+
+
 def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float | None]:
     """Ask, build, screen, estimate and tell one trial. Returns (state, score)."""
     g = {d: trial.suggest_categorical(d, list(c)) for d, c in ctx.space.decisions.items()}
@@ -154,6 +156,11 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         trial.set_user_attr("duplicate_of", twin.number)
         trial.set_user_attr("uncounted", True)
         ctx.study.tell(trial, twin.values)
+        return "duplicate", None
+    if _running_elsewhere(ctx.study, trial, h):
+        trial.set_user_attr("uncounted", True)
+        trial.set_user_attr("failure", "the same design is being evaluated by another worker")
+        ctx.study.tell(trial, state=TS.FAIL)
         return "duplicate", None
     workdir = ctx.run_dir / "trials" / str(trial.number)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -199,8 +206,9 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         return "failed", None
 
 
-def run_worker(ctx: SearchContext, progress: bool = True) -> None:
-    """Evaluate trials until the study has ``cfg.trials`` counted trials (shared across workers)."""
+def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -> None:
+    """Evaluate trials until the study has ``cfg.trials`` counted trials (shared across workers), then wait for the
+    trials other workers are still running (a dead worker's trial is failed after its heartbeat grace and retried)."""
     proposals_without_progress = 0
     bar = tqdm(total=ctx.cfg.trials, initial=min(counted(ctx.study), ctx.cfg.trials), desc="ultranas search",
                unit="trial", disable=not progress, dynamic_ncols=True)
@@ -210,10 +218,17 @@ def run_worker(ctx: SearchContext, progress: bool = True) -> None:
             if proposals_without_progress > 50:
                 raise UserError("the strategy keeps proposing invalid or already-evaluated designs; "
                                 "the space may be exhausted: lower --trials or widen the space")
+            fail_stale(ctx.study)
             waiting = ctx.study.get_trials(deepcopy=False, states=(TS.WAITING,))
+            running = ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))
+            if not waiting and counted(ctx.study) + len(running) >= ctx.cfg.trials:
+                time.sleep(poll_s)  # the rest of the budget is being evaluated by other workers
+                continue
             if not waiting and (g := ctx.strategy.propose(ctx.study)) is not None:
                 ctx.study.enqueue_trial(g)
-            state, score = evaluate_trial(ctx, ctx.study.ask())
+            trial = ctx.study.ask()
+            with heartbeat(ctx.study, trial):
+                state, score = evaluate_trial(ctx, trial)
             proposals_without_progress = proposals_without_progress + 1 if state in ("invalid", "duplicate") else 0
             if score is not None and (best is None or score > best):
                 best = score

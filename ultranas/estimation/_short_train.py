@@ -15,6 +15,9 @@ def compressed_schedule(epochs: int, batch: int) -> dict:
 
     Warmup takes ~10 % of the run, mosaic closes for the last ~25 %, LR decays to ``lrf`` by the end, and
     gradients are not accumulated to a nominal batch of 64 (tiny data would otherwise get a handful of steps).
+    SGD at lr0 0.02 replaces Ultralytics' ``optimizer=auto``, which for short runs picks AdamW at
+    ``0.002 * 5 / (4 + nc)``: measured on the synthetic set (yolov8n, 8 epochs, 128 px), auto reached mAP50-95 0.000,
+    AdamW 3e-3 0.137, SGD 0.02 0.277, SGD 0.05 0.000 (diverged).
     """
     return {
         "epochs": int(epochs),
@@ -24,6 +27,8 @@ def compressed_schedule(epochs: int, batch: int) -> dict:
         "cos_lr": False,
         "lrf": 0.01,
         "patience": 0,
+        "optimizer": "SGD",
+        "lr0": 0.02,
         "val": False,
     }
 
