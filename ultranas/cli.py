@@ -1,4 +1,4 @@
-"""``ultranas`` command line: search, calibrate, space, info, and Ultralytics-style predict/val/train/export.
+"""``ultranas`` command line: search, worker, calibrate, space, info, and Ultralytics-style predict/val/train/export.
 
 Every user mistake is one line on stderr and exit code 2; Ctrl-C is exit 130 with how to resume.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 import yaml
 
@@ -68,6 +69,13 @@ def cmd_calibrate(a) -> None:
     from .estimation.calibrate import calibrate
 
     calibrate(**{k: v for k, v in vars(a).items() if k not in ("func", "command", "debug")})
+
+
+def cmd_worker(a) -> None:
+    from .distributed import worker
+
+    run = worker(storage=a.storage, name=a.name, device=a.device, progress=not a.quiet)
+    print(f"ultranas: worker done; trial files in {run}")
 
 
 def cmd_space(a) -> None:
@@ -192,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     _search_args(p)
     p.add_argument("--resume", default=None, help="continue the run in this directory")
     p.set_defaults(func=cmd_search)
+    p = sub.add_parser("worker", help="join a shared study (started by 'ultranas search --storage URL --name N')")
+    p.add_argument("--storage", required=True, help="the study's optuna storage URL (postgresql://..., journal:...)")
+    p.add_argument("--name", required=True, help="the study name given to 'ultranas search --name'")
+    p.add_argument("--device", default=None, help="this worker's device, e.g. 0 (default: the study's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_worker)
     p = sub.add_parser("space", help="inspect a search space")
     p.add_argument("action", choices=("show", "sample", "render"))
     p.add_argument("space")
@@ -220,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    if not debug:
+        warnings.filterwarnings("ignore")  # library deprecation chatter is not for users; --debug shows it
     try:
         args = build_parser().parse_args(argv)
         args.func(args)

@@ -7,6 +7,7 @@ and optuna's ``RetryFailedTrialCallback`` queues the same design again.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
@@ -26,8 +27,12 @@ def make_storage(url: str):
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     if url.startswith("sqlite"):
         return optuna.storages.RDBStorage(url)
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # experimental in optuna 4.9+, the documented way all the same
+        callback = retry(max_retry=3)
     return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                      failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3))
+                                      failed_trial_callback=callback)
 
 
 def heartbeat(study: optuna.Study, trial: optuna.Trial):
@@ -59,7 +64,7 @@ def worker(storage: str, name: str, device: str | None = None, progress: bool = 
     if device is not None:
         cfg.device = device
     cfg.validate()
-    run_dir = Path(cfg.project) / cfg.name
+    run_dir = Path(study.user_attrs.get("run_dir") or Path(cfg.project) / cfg.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     ctx = SearchContext(cfg, run_dir, study)
     run_worker(ctx, progress=progress)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -95,13 +97,15 @@ def open_study(cfg: SearchConfig, run_dir: Path) -> optuna.Study:
         raise UserError(f"study '{cfg.name}' in {url} has other objectives; use a new --name")
     if "config" not in study.user_attrs:
         study.set_user_attr("config", cfg.to_dict())  # what 'ultranas worker' joins with
+        study.set_user_attr("run_dir", str(run_dir.resolve()))
     return study
 
 
 def counted(study: optuna.Study) -> int:
-    """Trials that used the budget: finished, not duplicates, not interrupted, not invalid."""
+    """Trials that used the budget: finished, not duplicates, not interrupted, not invalid. A trial failed by a
+    heartbeat timeout (its worker died, so no ``failure`` was recorded) is not counted: its retry is."""
     return sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED)
-               if not t.user_attrs.get("uncounted"))
+               if not t.user_attrs.get("uncounted") and (t.state != TS.FAIL or "failure" in t.user_attrs))
 
 
 def recover_interrupted(study: optuna.Study) -> int:
@@ -147,6 +151,7 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         ctx.study.tell(trial, state=TS.FAIL)
         return "invalid", None
     h = ctx.space.design_hash(g, ctx.nc)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("genotype", g)
     trial.set_user_attr("hash", h)
     if (twin := _done_by_hash(ctx.study).get(h)) is not None:
