@@ -78,6 +78,14 @@ def cmd_worker(a) -> None:
     print(f"ultranas: worker done; trial files in {run}")
 
 
+def cmd_data(a) -> None:
+    from .coco import coco_subset
+
+    path = coco_subset(a.coco_root, split=a.split, n=a.n, seed=a.seed, out=a.out, val_split=a.val_split,
+                       val_n=a.val_n)
+    print(f"ultranas: wrote {path}")
+
+
 def cmd_space(a) -> None:
     import random
 
@@ -163,6 +171,7 @@ def cmd_mode(a) -> None:
     from .model import NAS
 
     kw = _kv(a.args)
+    coco_eval = bool(kw.pop("coco_eval", False))
     model = kw.pop("model", None)
     if not model:
         raise UserError(f"ultranas {a.command} needs model=PATH (a found_*.pt or a model .yaml)")
@@ -176,8 +185,18 @@ def cmd_mode(a) -> None:
         results = nas.predict(**kw)
         print(f"ultranas: {len(results)} image(s); saved to {results[0].save_dir if results else '-'}")
     elif a.command == "val":
-        m = nas.val(**kw)
-        print(f"ultranas: mAP50-95 {m.box.map:.4f}  mAP50 {m.box.map50:.4f}")
+        if coco_eval:
+            from .coco import coco_eval as run_coco_eval
+
+            if "data" not in kw:
+                raise UserError("coco_eval=true needs data=DATA_YAML")
+            r = run_coco_eval(nas, kw["data"], imgsz=int(kw.get("imgsz", 640)), device=str(kw.get("device", "cpu")),
+                              gt_json=kw.get("gt_json"))
+            print(f"ultranas: mAP50-95 Ultralytics {r['ultralytics_map']:.4f} | pycocotools {r['cocoeval_map']:.4f}   "
+                  f"mAP50 Ultralytics {r['ultralytics_map50']:.4f} | pycocotools {r['cocoeval_map50']:.4f}")
+        else:
+            m = nas.val(**kw)
+            print(f"ultranas: mAP50-95 {m.box.map:.4f}  mAP50 {m.box.map50:.4f}")
     elif a.command == "train":
         nas.train(**kw)
     else:
@@ -206,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="this worker's device, e.g. 0 (default: the study's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("data", help="dataset tools: coco-subset")
+    p.add_argument("action", choices=("coco-subset",))
+    p.add_argument("--coco-root", required=True, help="a local COCO download (annotations/, train2017/, val2017/)")
+    p.add_argument("--split", default="train2017")
+    p.add_argument("--n", type=int, default=5000)
+    p.add_argument("--val-split", default="val2017")
+    p.add_argument("--val-n", type=int, default=None, help="validation images (default n/10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_data)
     p = sub.add_parser("space", help="inspect a search space")
     p.add_argument("action", choices=("show", "sample", "render"))
     p.add_argument("space")
