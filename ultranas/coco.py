@@ -129,8 +129,12 @@ def yolo_to_coco(data_yaml: str | Path, split: str = "val", out: str | Path | No
 
 
 def coco_eval(model, data: str | Path, imgsz: int = 640, split: str = "val", gt_json: str | Path | None = None,
-              device: str = "cpu", batch: int = 16) -> dict:
-    """pycocotools COCOeval of ``model`` (a ``NAS``/``YOLO``) beside Ultralytics' own mAP on the same split."""
+              device: str = "cpu", batch: int = 16, max_dets: int = 100) -> dict:
+    """pycocotools COCOeval of ``model`` (a ``NAS``/``YOLO``) beside Ultralytics' own mAP on the same split.
+
+    ``max_dets=100`` is the official COCO setting; Ultralytics keeps up to 300 detections per image, so
+    ``max_dets=300`` isolates the remaining differences (interpolation, matching).
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -158,8 +162,13 @@ def coco_eval(model, data: str | Path, imgsz: int = 640, split: str = "val", gt_
             gt.dataset = gt_dict
             gt.createIndex()
             ev = COCOeval(gt, gt.loadRes(detections), "bbox")
+            ev.params.maxDets = [1, 10, max_dets]
             ev.evaluate()
             ev.accumulate()
-            ev.summarize()
-        result.update(cocoeval_map=float(ev.stats[0]), cocoeval_map50=float(ev.stats[1]))
+        precision = ev.eval["precision"][:, :, :, 0, -1]  # [iou, recall, class] at area 'all', max_dets
+
+        def mean(p):
+            return float(p[p > -1].mean()) if (p > -1).any() else 0.0
+
+        result.update(cocoeval_map=mean(precision), cocoeval_map50=mean(precision[0]), max_dets=max_dets)
     return result
