@@ -132,3 +132,40 @@ def test_corrupt_truncated_and_foreign_checkpoints(found, tmp_path):
         with pytest.raises(UserError, match=message) as e:
             NAS(path)
         assert len(str(e.value).splitlines()) == 1
+
+
+def test_fp16_onnx_for_tensorrt_is_valid_static_and_close(tmp_path):
+    """What TensorRT would consume: an fp16, static-shaped ONNX that checks, runs and matches the fp32 export."""
+    import shutil
+    from collections import Counter
+
+    space = load_space("yolo")
+    path = tmp_path / "design.yaml"
+    path.write_text(space.to_yaml(space.point("yolo11n"), nc=3))
+    fp32 = shutil.copy(NAS(path).export(format="onnx", imgsz=64), tmp_path / "fp32.onnx")
+    fp16 = NAS(path).export(format="onnx", imgsz=64, half=True)
+    graph = onnx.load(fp16)
+    onnx.checker.check_model(graph)
+    kinds = Counter(onnx.TensorProto.DataType.Name(t.data_type) for t in graph.graph.initializer)
+    assert kinds.most_common(1)[0][0] == "FLOAT16"
+    assert [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 64, 64]
+    x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    y16 = ort.InferenceSession(fp16, providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    y32 = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    np.testing.assert_allclose(y16, y32, atol=1e-2 * float(np.abs(y32).max()))
+
+
+def test_cli_modes_mirror_ultralytics(found, tmp_path, run_cli):
+    from pathlib import Path
+
+    image = sorted((Path(__file__).resolve().parent.parent / IMAGES).iterdir())[0]
+    local = tmp_path / "found_n.pt"
+    local.write_bytes(found.read_bytes())
+    pred = run_cli("predict", f"model={local}", f"source={image}", "imgsz=64", f"project={tmp_path}", "name=p")
+    assert pred.returncode == 0 and (tmp_path / "p" / image.name).is_file(), pred.stderr[-500:]
+    val = run_cli("val", f"model={local}", "data=coco8.yaml", "imgsz=64", "batch=4")
+    assert val.returncode == 0 and "mAP50-95" in val.stdout, val.stderr[-500:]
+    exp = run_cli("export", f"model={local}", "format=onnx", "imgsz=64")
+    assert exp.returncode == 0 and (tmp_path / "found_n.onnx").is_file(), exp.stderr[-500:]
+    info = run_cli("info", local)
+    assert info.returncode == 0 and "genotype" in info.stdout and "reference: yolo11n" in info.stdout

@@ -33,6 +33,29 @@ def check_model_yaml(path: Path) -> None:
                             "Ultralytics detection module")
 
 
+def toposort_onnx(path: str | Path) -> None:
+    """Re-order an ONNX graph's nodes topologically, in place (Kahn's algorithm; stable for sorted graphs)."""
+    import onnx
+
+    from .fsutil import atomic_write_bytes
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        progressed = [n for n in pending if all(i in ready for i in n.input)]
+        if not progressed:
+            raise UserError(f"{path}: ONNX graph has a cycle or a dangling input; cannot sort it")
+        for n in progressed:
+            ordered.append(n)
+            ready.update(n.output)
+        pending = [n for n in pending if all(n is not p for p in progressed)]
+    del graph.node[:]
+    graph.node.extend(ordered)
+    atomic_write_bytes(path, model.SerializeToString())
+
+
 class NAS(Model):
     """A detector found by ultranas (``found_n.pt``) or any rendered design (``model.yaml``), trainable from scratch.
 
@@ -82,7 +105,10 @@ class NAS(Model):
         head = self.model.model[-1] if hasattr(self.model, "model") else None
         if getattr(head, "one2one_cv2", None) is not None and "nms" not in kwargs:
             kwargs["nms"] = False  # keep the YOLO26-style one-to-one head: the export is NMS-free
-        return super().export(**kwargs)
+        path = super().export(**kwargs)
+        if str(kwargs.get("format", "")).lower() == "onnx" and kwargs.get("half"):
+            toposort_onnx(path)  # the CPU fp16 converter appends its input casts last; TensorRT parses in order
+        return path
 
     @property
     def nas_info(self) -> dict | None:
