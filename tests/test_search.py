@@ -113,3 +113,16 @@ def test_second_search_on_same_run_dir_is_refused(tmp_path):
 
     with RunLock(tmp_path), pytest.raises(UserError, match="in use"), RunLock(tmp_path):
         pass
+
+
+def test_relative_latency_constraint_keeps_only_designs_no_slower_than_yolo11n(tmp_path):
+    run = search(strategy="random", trials=3, warm_start=True, project=tmp_path, latency_le="yolo11n",
+                 objectives=["map", "latency"], **TINY)
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
+    by_point = {t.user_attrs.get("point"): t for t in study.trials}
+    limit = by_point["yolo11n"].user_attrs["info"]["latency_ms"]
+    assert by_point["yolov8s"].state == optuna.trial.TrialState.PRUNED  # ~3x the latency: never trained
+    assert "constraint: latency" in by_point["yolov8s"].user_attrs["failure"]
+    for t in study.trials:
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert t.values[1] <= limit * 1.0001
