@@ -38,8 +38,6 @@ from ._targets import (
 CACHE_PREFIX = "latency:"
 
 
-
-
 def example_input(imgsz: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
     return torch.rand(batch, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(seed))
 
