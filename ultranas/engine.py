@@ -88,8 +88,8 @@ def storage_url(cfg: SearchConfig, run_dir: Path) -> str:
 def open_study(cfg: SearchConfig, run_dir: Path) -> optuna.Study:
     directions = ["maximize" if o == "map" else "minimize" for o in cfg.objectives]
     url = storage_url(cfg, run_dir)
-    storage = make_storage(url)
     try:
+        storage = make_storage(url)
         study = optuna.create_study(storage=storage, study_name=cfg.name, directions=directions, load_if_exists=True)
     except Exception as e:  # corrupt database, unreachable server, bad URL
         raise UserError(f"cannot open the study storage {url}: {str(e).splitlines()[0][:200]}") from None
