@@ -126,3 +126,13 @@ def test_relative_latency_constraint_keeps_only_designs_no_slower_than_yolo11n(t
     for t in study.trials:
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert t.values[1] <= limit * 1.0001
+
+
+def test_search_with_the_fast_trainer(tmp_path, synthetic):
+    run = search(data=str(synthetic), strategy="random", trials=3, warm_start=False, project=tmp_path,
+                 objectives=["map", "latency"], trainer="fast", epochs=2, imgsz=64, batch=16, final=False,
+                 progress=False)
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3 and all(0.0 <= t.values[0] <= 1.0 for t in done)
+    assert all(t.user_attrs["metrics"]["train_s"] > 0 for t in done)

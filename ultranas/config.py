@@ -16,6 +16,7 @@ class SearchConfig:
     trials: int = 8
     objectives: list[str] = field(default_factory=lambda: ["map", "latency"])
     estimator: str = "short-train"
+    trainer: str = "ultralytics"  # for short-train: the stock Ultralytics trainer, or "fast" (on-device data)
     proxy: str = "mae_entropy"
     epochs: int = 3
     imgsz: int = 64
@@ -63,6 +64,8 @@ class SearchConfig:
                 raise UserError(f"--{key.replace('_', '-')} must be positive, got {value}")
         if self.max_latency is not None and self.latency_le:
             raise UserError("--max-latency and --latency-le conflict: give one latency limit")
+        if self.trainer not in ("ultralytics", "fast"):
+            raise UserError(f"unknown trainer '{self.trainer}': choose ultralytics or fast")
         if not self.seeds:
             raise UserError("--seeds needs at least one seed")
         if self.estimator == "zero-cost" and self.halving:

@@ -51,7 +51,8 @@ class SearchContext:
         self.study.sampler = self.strategy.sampler()
         self.estimator = make_estimator(cfg.estimator, self.data, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                                         device=cfg.device, seeds=tuple(cfg.seeds), fraction=cfg.fraction,
-                                        single_cls=cfg.single_cls, proxy=cfg.proxy, verbose=cfg.verbose)
+                                        single_cls=cfg.single_cls, proxy=cfg.proxy, verbose=cfg.verbose,
+                                        trainer=cfg.trainer)
         self.halving = SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None
 
     def candidate(self, g: dict, workdir: Path) -> Candidate:

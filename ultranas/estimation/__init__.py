@@ -10,7 +10,12 @@ ESTIMATORS = ("short-train", "zero-cost")
 
 def make_estimator(name: str, data, *, epochs: int, imgsz: int, batch: int, device: str, seeds=(0,),
                    fraction: float = 1.0, single_cls: bool = False, proxy: str = "mae_entropy",
-                   verbose: bool = False) -> Estimator:
+                   verbose: bool = False, trainer: str = "ultralytics") -> Estimator:
+    if name == "short-train" and trainer == "fast":
+        from ._fast_train import FastTrainEstimator
+
+        return FastTrainEstimator(data, epochs=epochs, imgsz=None, batch=batch, device=device, seeds=seeds,
+                                  fraction=fraction, single_cls=single_cls, verbose=verbose)
     if name == "short-train":
         return ShortTrainEstimator(data, epochs=epochs, imgsz=None, batch=batch, device=device, seeds=seeds,
                                    fraction=fraction, single_cls=single_cls, verbose=verbose)
