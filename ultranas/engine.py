@@ -54,6 +54,7 @@ class SearchContext:
                                         single_cls=cfg.single_cls, proxy=cfg.proxy, verbose=cfg.verbose,
                                         trainer=cfg.trainer)
         self.halving = SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None
+        self._reference_ms: dict[str, float] = {}
 
     def candidate(self, g: dict, workdir: Path) -> Candidate:
         imgsz = self.space.imgsz(g, self.cfg.imgsz)
@@ -65,8 +66,11 @@ class SearchContext:
         return cand
 
     def reference_latency(self, name: str) -> float:
-        g = self.space.point(name)
-        return self.candidate(g, self.run_dir / "references" / name).info["latency_ms"]
+        """Latency of a named point, measured like every design (once per context)."""
+        if name not in self._reference_ms:
+            g = self.space.point(name)
+            self._reference_ms[name] = self.candidate(g, self.run_dir / "references" / name).info["latency_ms"]
+        return self._reference_ms[name]
 
     def constraint_violation(self, cand: Candidate) -> str | None:
         cfg, info = self.cfg, cand.info
