@@ -50,10 +50,13 @@ def _offline_amp_check(model) -> bool:
         return False
     x = torch.rand(1, 3, 64, 64, device=device)
     try:
+        def first(y):
+            return y[0] if isinstance(y, (list, tuple)) else y
+
         with torch.no_grad():
-            ref = model(x)[0] if isinstance(model(x), (list, tuple)) else model(x)
+            ref = first(model(x))
             with torch.autocast("cuda", dtype=torch.float16):
-                half = model(x)[0] if isinstance(model(x), (list, tuple)) else model(x)
+                half = first(model(x))
         return bool(torch.isfinite(half).all() and torch.allclose(ref.float(), half.float(), atol=0.5, rtol=0.05))
     except Exception:  # any failure means: train in fp32
         return False
