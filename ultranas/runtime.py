@@ -50,6 +50,9 @@ def _offline_amp_check(model) -> bool:
         return False
     x = torch.rand(1, 3, 64, 64, device=device)
     try:
+        import copy
+
+        model = copy.deepcopy(model).eval()  # eval: Detect returns a tensor, and the trainer's model is untouched
         def first(y):
             return y[0] if isinstance(y, (list, tuple)) else y
 
