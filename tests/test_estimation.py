@@ -77,3 +77,26 @@ def test_estimators_score_designs_differently(proxy, synthetic, tmp_path):
         (work / "model.yaml").write_text(space.to_yaml(g, 3))
         scores.append(est.estimate(Candidate(g, space.render(g, 3), space.design_hash(g, 3), 64, work))["score"])
     assert len(set(round(s, 6) for s in scores)) == 3, scores
+
+
+def test_search_takes_its_estimator_from_a_calibration(tmp_path):
+    from ultranas.config import SearchConfig
+    from ultranas.errors import UserError
+    from ultranas.estimation.calibrate import apply_calibration
+
+    report = {"recommended": "zero-cost:synflow", "imgsz": 96, "proxy_epochs": 2, "verdict": "",
+              "estimators": {"zero-cost:synflow": {"band": {"tau": 0.8}}}}
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(report))
+    cfg = SearchConfig()
+    assert "synflow" in apply_calibration(cfg, path) and (cfg.estimator, cfg.proxy) == ("zero-cost", "synflow")
+    path.write_text(json.dumps({**report, "recommended": "short-train"}))
+    cfg = SearchConfig()
+    apply_calibration(cfg, path)
+    assert (cfg.estimator, cfg.epochs, cfg.imgsz) == ("short-train", 2, 96)
+    path.write_text(json.dumps({**report, "recommended": None, "verdict": "the reference cannot rank"}))
+    cfg = SearchConfig(estimator="short-train", epochs=3)
+    assert "recommends no estimator" in apply_calibration(cfg, path) and cfg.epochs == 3
+    path.write_text("{broken")
+    with pytest.raises(UserError, match="cannot read"):
+        apply_calibration(SearchConfig(), path)

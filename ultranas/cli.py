@@ -29,6 +29,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=d.trials, help="designs to evaluate (baselines included)")
     p.add_argument("--objectives", type=_csv(), default=d.objectives, help="comma list of map,latency,params,gflops")
     p.add_argument("--estimator", default=d.estimator, help="short-train or zero-cost")
+    p.add_argument("--calibration", default=None, help="calibration.json from 'ultranas calibrate': use its estimator")
     p.add_argument("--trainer", default=d.trainer, help="short-train trainer: ultralytics (default) or fast")
     p.add_argument("--proxy", default=d.proxy, help="zero-cost proxy (with --estimator zero-cost)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="epochs of each candidate's short schedule")

@@ -18,6 +18,7 @@ class SearchConfig:
     estimator: str = "short-train"
     trainer: str = "ultralytics"  # for short-train: the stock Ultralytics trainer, or "fast" (on-device data)
     proxy: str = "mae_entropy"
+    calibration: str | None = None  # a calibration.json: its recommended estimator replaces --estimator
     epochs: int = 3
     imgsz: int = 64
     batch: int = 8
@@ -45,7 +46,7 @@ class SearchConfig:
     verbose: bool = False
 
     def validate(self) -> SearchConfig:
-        for key in ("data", "space", "project", "storage", "coco128"):
+        for key in ("data", "space", "project", "storage", "coco128", "calibration"):
             if getattr(self, key) is not None:
                 setattr(self, key, str(getattr(self, key)))
         self.objectives, self.references = list(self.objectives), list(self.references)

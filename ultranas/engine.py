@@ -323,6 +323,11 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
         if unknown:
             raise UserError(f"unknown search setting '{unknown[0]}'")
         cfg = SearchConfig(**kwargs).validate()
+        if cfg.calibration:
+            from .estimation.calibrate import apply_calibration
+
+            print(f"ultranas: {apply_calibration(cfg, cfg.calibration)}")
+            cfg.validate()
         preflight(cfg)  # every check that can fail runs before the run directory exists
         run_dir = new_run_dir(cfg)
     with RunLock(run_dir):

@@ -173,6 +173,7 @@ def summarize(rows: list[dict], proxies: list[str], a, seeds: list[int]) -> dict
     scores["params"] = [r["params"] for r in rows]  # the baselines any estimator must beat: bigger ranks higher
     scores["gflops"] = [r["gflops"] for r in rows]
     out = {"designs": len(rows), "reference_epochs": a.reference_epochs, "reference_seeds": seeds,
+           "proxy_epochs": a.proxy_epochs,
            "imgsz": a.imgsz, "data": str(a.data), "band": {"point": a.band_point, "gflops": center, "size": len(band)},
            "noise": noise, "estimators": {}}
     for p, s in scores.items():
@@ -199,6 +200,27 @@ def summarize(rows: list[dict], proxies: list[str], a, seeds: list[int]) -> dict
                           + ("it beats params and GFLOPs." if out["recommended"] else "it does NOT beat params/GFLOPs."))
     out["rows"] = rows
     return out
+
+
+def apply_calibration(cfg, path: str | Path) -> str:
+    """Set ``cfg``'s estimator from a saved ``calibration.json``; returns a one-line account of what was chosen."""
+    import json
+
+    try:
+        report = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"--calibration {path}: cannot read a calibration.json ({e})") from None
+    if not isinstance(report, dict) or "recommended" not in report:
+        raise UserError(f"--calibration {path}: not a calibration.json written by 'ultranas calibrate'")
+    best = report["recommended"]
+    if best is None:
+        return f"calibration {path} recommends no estimator ({report.get('verdict', '')[:120]}); keeping --estimator {cfg.estimator}"
+    if best == "short-train":
+        cfg.estimator, cfg.epochs, cfg.imgsz = "short-train", int(report["proxy_epochs"]), int(report["imgsz"])
+    elif best.startswith("zero-cost:"):
+        cfg.estimator, cfg.proxy = "zero-cost", best.split(":", 1)[1]
+    tau = report.get("estimators", {}).get(best, {}).get("band", {}).get("tau")
+    return f"calibration {path}: using {best} (band tau {tau})"
 
 
 def plot(rows: list[dict], proxies: list[str], path: Path) -> None:
