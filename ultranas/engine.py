@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from . import ultra
 from .config import SearchConfig
-from .data import check_dataset, class_names
+from .data import check_dataset, class_names, resolve_data
 from .distributed import fail_stale, heartbeat, make_storage
 from .errors import UserError
 from .estimation import Pruned, SuccessiveHalving, make_estimator
@@ -36,11 +36,13 @@ COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL)
 class SearchContext:
     """Everything one worker needs, built once: space, study, strategy, estimator, objectives."""
 
-    def __init__(self, cfg: SearchConfig, run_dir: Path, study: optuna.Study | None = None):
+    def __init__(self, cfg: SearchConfig, run_dir: Path, study: optuna.Study | None = None,
+                 data_checked: bool = False):
         from .objectives.latency import LatencyCache, LatencyObjective
 
         self.cfg, self.run_dir = cfg, run_dir
-        self.data = check_dataset(cfg.data, cfg.coco128)
+        # preflight already scanned every label file; only resolve the path again then
+        self.data = resolve_data(cfg.data, cfg.coco128) if data_checked else check_dataset(cfg.data, cfg.coco128)
         self.nc = len(class_names(self.data))
         self.space: SearchSpace = load_space(cfg.space)
         self.study = study or open_study(cfg, run_dir)
@@ -207,8 +209,6 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         raise
     except (RuntimeError, FloatingPointError, ValueError, AssertionError, TypeError, KeyError, IndexError,
             torch.OutOfMemoryError, UserError) as e:
-        if isinstance(e, UserError) and "latency target" in str(e):
-            raise
         kind = "out of memory" if isinstance(e, torch.OutOfMemoryError) else type(e).__name__
         trial.set_user_attr("failure", f"{kind}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}")
         trial.set_user_attr("time_s", round(time.time() - t0, 2))
@@ -333,7 +333,7 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
     with RunLock(run_dir):
         if not resume:
             atomic_write_yaml(run_dir / "args.yaml", cfg.to_dict())
-        ctx = SearchContext(cfg, run_dir)
+        ctx = SearchContext(cfg, run_dir, data_checked=not resume)
         if resume:
             recover_interrupted(ctx.study)
         warm_start(ctx)

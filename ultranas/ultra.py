@@ -38,11 +38,6 @@ def gflops(model: torch.nn.Module, imgsz: int = 640) -> float:
     return float(get_flops(model, imgsz))
 
 
-def complexity(model_dict: dict, imgsz: int = 640) -> dict:
-    model = build_model(model_dict)
-    return {"params": count_params(model), "gflops": gflops(model, imgsz)}
-
-
 @contextlib.contextmanager
 def ultralytics_verbosity(verbose: bool):
     """Show Ultralytics' own per-epoch output only when asked."""
@@ -90,16 +85,6 @@ def train(model_yaml: str | Path, data: str | Path, project: str | Path, name: s
     if metrics is None:
         raise RuntimeError("training returned no metrics")
     return box_metrics(metrics), best
-
-
-def validate(weights: str | Path, data: str | Path, imgsz: int, device: str = "cpu", batch: int = 16,
-             verbose: bool = False, **overrides) -> dict:
-    from .model import NAS
-
-    with ultralytics_verbosity(verbose):
-        metrics = NAS(str(weights)).val(data=str(data), imgsz=imgsz, device=device, batch=batch, plots=False,
-                                        verbose=verbose, workers=0, **overrides)
-    return box_metrics(metrics)
 
 
 def load_checkpoint(path: str | Path) -> dict:
