@@ -27,19 +27,30 @@ def main() -> None:
     p.add_argument("--band-samples", type=int, default=4)
     p.add_argument("--proxy", default="short-train,zero-cost:mae_entropy,zero-cost:synflow,zero-cost:zico")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--trainer", default="ultralytics", choices=("ultralytics", "fast"))
+    p.add_argument("--proxy-imgsz", type=int, default=None)
+    p.add_argument("--reference-cache", default=None, help="JSON-lines cache of reference runs (reused if present)")
+    p.add_argument("--tag", default="", help="suffix of the result file name")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     a = p.parse_args()
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     t0 = time.time()
     data = Path(a.data)
     report = calibrate(data=str(data / "data.yaml" if data.is_dir() else data), n=a.n, imgsz=a.imgsz,
                        reference_epochs=a.reference_epochs, proxy_epochs=a.proxy_epochs, seeds=a.seeds,
-                       band_samples=a.band_samples, proxy=a.proxy, device=a.device, batch=16,
+                       band_samples=a.band_samples, proxy=a.proxy, device=a.device, batch=16, trainer=a.trainer,
+                       proxy_imgsz=a.proxy_imgsz, reference_cache=a.reference_cache,
                        project="runs/benchmarks", name="rank_fidelity")
     summary = {k: v for k, v in report.items() if k != "rows"}
     summary["designs_detail"] = [{k: r[k] for k in ("design", "gflops", "params", "reference_runs", "proxy")}
                                  for r in report["rows"]]
     summary["wall_s"] = round(time.time() - t0, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"rank_fidelity_{data.stem if data.is_file() else data.name}_{a.device}.json"
+    name = data.parent.name if data.is_file() else data.name
+    out = RESULTS / f"rank_fidelity_{name}_{a.device}{a.tag}.json"
     out.write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))
 

@@ -105,6 +105,8 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=0, help="Ultralytics loader workers (0: as ultranas trains)")
+    p.add_argument("--no-fp32", action="store_true", help="skip the fp32 fast-trainer variant (bf16 CPUs)")
+    p.add_argument("--tag", default="", help="suffix of the result file name")
     a = p.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     device = torch_device(a.device)
@@ -122,7 +124,7 @@ def main() -> None:
         dataset = DeviceDataset(data, a.imgsz, device)
         decode_s, images = time.perf_counter() - t0, len(dataset)
         variants = {"fast": None}
-        if device.type == "cpu" and bf16_supported(device):
+        if device.type == "cpu" and bf16_supported(device) and not a.no_fp32:
             variants["fast_fp32"] = False  # like for like with Ultralytics' fp32 CPU training
         ultra_runs = {d: [] for d in designs}
         single = {v: {d: [] for d in designs} for v in variants}
@@ -173,7 +175,7 @@ def main() -> None:
     result["wall_s"] = round(time.time() - t_start, 1)
     result = json.loads(json.dumps(result), parse_float=lambda x: round(float(x), 4))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"throughput_{'cuda' if device.type == 'cuda' else 'cpu'}.json"
+    out = RESULTS / f"throughput_{'cuda' if device.type == 'cuda' else 'cpu'}{a.tag}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 

@@ -77,6 +77,8 @@ CASES = {
     "corrupted study database": (lambda t: ["search", "--resume", _corrupt_run(t)], "cannot open the study storage"),
     "corrupted checkpoint": (lambda t: ["info", _text(t, "bad.pt", "garbage")], "cannot be loaded safely"),
     "non-detection checkpoint": (lambda t: ["info", _cls_pt(t)], "not a detection model"),
+    "loss score without the fast trainer": (lambda t: ["search", "--score", "val_loss"], "needs --estimator short-train --trainer fast"),
+    "unknown calibration proxy": (lambda t: ["calibrate", "--proxy", "short-train:accuracy"], "unknown --proxy"),
     "unknown device": (lambda t: ["search", *TINY, "--device", "7"], "device '7' is not available"),
     "conflicting flags": (lambda t: ["search", "--max-latency", "5", "--latency-le", "yolo11n"], "conflict"),
     "resume with other settings": (lambda t: ["search", "--resume", t, "--trials", "3"], "args.yaml"),

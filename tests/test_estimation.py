@@ -21,7 +21,10 @@ def test_rank_correlation_with_interval():
 
 def test_seed_noise_detects_a_reference_that_cannot_rank():
     assert not seed_noise([[0.0, 0.0], [0.0, 0.0], [0.001, 0.0]])["reference_ranks"]
-    assert seed_noise([[0.10, 0.11], [0.30, 0.31], [0.50, 0.52]])["reference_ranks"]
+    clear = seed_noise([[0.10, 0.11], [0.30, 0.31], [0.50, 0.52]])
+    assert clear["reference_ranks"] and clear["seed_pair_tau"] == 1.0 and clear["reliability"] > 0.99
+    shuffled = seed_noise([[0.30, 0.10], [0.20, 0.20], [0.10, 0.30]])  # seeds disagree: no ranking to recover
+    assert not shuffled["reference_ranks"] and shuffled["seed_pair_tau"] == -1.0
 
 
 def test_compressed_schedule_is_complete():
@@ -54,6 +57,26 @@ def test_calibrate_end_to_end_on_coco8(tmp_path):
     # coco8 from scratch: every design stays at mAP 0, so the calibration must refuse to report a ranking
     assert not report["noise"]["reference_ranks"] and report["recommended"] is None
     assert "cannot rank" in report["verdict"]
+
+
+def test_calibrate_reuses_its_reference_cache_with_the_fast_trainer(tmp_path):
+    from ultranas.errors import UserError
+
+    cache = tmp_path / "reference.jsonl"
+    kw = dict(data="coco8.yaml", n=3, imgsz=32, reference_epochs=1, proxy_epochs=1, seeds="0,1", trainer="fast",
+              batch=4, reference_cache=str(cache), project=str(tmp_path))
+    first = calibrate(proxy="short-train:val_loss", **kw)
+    lines = cache.read_text().splitlines()
+    assert len(lines) == 2 * first["designs"] == 12  # the six baselines, two seeds each
+    second = calibrate(proxy="short-train,short-train:train_loss", **kw)
+    assert cache.read_text().splitlines() == lines  # the reference was read back, not retrained
+    assert [r["reference_runs"] for r in first["rows"]] == [r["reference_runs"] for r in second["rows"]]
+    assert {"short-train", "short-train:train_loss"} <= set(second["estimators"])
+    assert all(r["proxy"]["short-train:train_loss"] < 0 for r in second["rows"])  # minus a loss: higher is better
+    runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    with pytest.raises(UserError, match="needs --trainer fast"):
+        calibrate(**{**kw, "trainer": "ultralytics", "proxy": "short-train:val_loss"})
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == runs  # refused before writing a run
 
 
 @pytest.mark.parametrize("proxy", ["zero-cost:mae_entropy", "zero-cost:synflow"])
@@ -93,7 +116,11 @@ def test_search_takes_its_estimator_from_a_calibration(tmp_path):
     path.write_text(json.dumps({**report, "recommended": "short-train"}))
     cfg = SearchConfig()
     apply_calibration(cfg, path)
-    assert (cfg.estimator, cfg.epochs, cfg.imgsz) == ("short-train", 2, 96)
+    assert (cfg.estimator, cfg.epochs, cfg.imgsz, cfg.trainer) == ("short-train", 2, 96, "ultralytics")
+    path.write_text(json.dumps({**report, "recommended": "short-train:val_loss", "trainer": "fast", "proxy_imgsz": 64}))
+    cfg = SearchConfig()
+    apply_calibration(cfg, path)
+    assert (cfg.trainer, cfg.score, cfg.imgsz) == ("fast", "val_loss", 64) and cfg.validate()
     path.write_text(json.dumps({**report, "recommended": None, "verdict": "the reference cannot rank"}))
     cfg = SearchConfig(estimator="short-train", epochs=3)
     assert "recommends no estimator" in apply_calibration(cfg, path) and cfg.epochs == 3

@@ -54,6 +54,21 @@ def test_fast_trainer_learns_the_synthetic_set(alone):
     assert alone["img_per_s"] > 0 and alone["train_s"] > 0 and alone["epochs"] == EPOCHS
 
 
+def test_losses_fall_with_training_and_rank_as_scores(synthetic, alone, tmp_path):
+    trainer = FastTrainer(synthetic, 128, 1, 16, "cpu", seed=0)
+    at_init = trainer.val_loss(trainer._build(_design("yolov8n")).ema.ema)
+    assert math.isfinite(alone["val_loss"]) and alone["val_loss"] < 0.8 * at_init, (alone, at_init)
+    assert math.isfinite(alone["train_loss"]) and alone["train_loss"] < at_init
+    assert alone["loss_drop"] == pytest.approx(1 - alone["val_loss"] / at_init, rel=1e-4)
+    space = load_space("yolo")
+    g = space.point("yolov8n")
+    cand = Candidate(g, space.render(g, 3), space.design_hash(g, 3), 64, tmp_path)
+    out = FastTrainEstimator(synthetic, epochs=1, fraction=0.25, score="val_loss").estimate(cand)
+    assert out["score"] == -out["val_loss"] and out["val_loss"] > 0
+    with pytest.raises(ValueError, match="unknown score"):
+        FastTrainEstimator(synthetic, score="accuracy")
+
+
 def test_two_designs_train_together_on_the_same_batches(synthetic, alone, recorded):
     together = FastTrainer(synthetic, 128, EPOCHS, 16, "cpu", seed=0).train([_design("yolov8n"), _design("yolo11n")])
     assert len(together) == 2 and all("failed" not in r for r in together)

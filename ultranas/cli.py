@@ -31,6 +31,8 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--estimator", default=d.estimator, help="short-train or zero-cost")
     p.add_argument("--calibration", default=None, help="calibration.json from 'ultranas calibrate': use its estimator")
     p.add_argument("--trainer", default=d.trainer, help="short-train trainer: ultralytics (default) or fast")
+    p.add_argument("--score", default=d.score, help="short-train ranks by: map (default), loss_drop, val_loss or "
+                   "train_loss (these three need --trainer fast)")
     p.add_argument("--proxy", default=d.proxy, help="zero-cost proxy (with --estimator zero-cost)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="epochs of each candidate's short schedule")
     p.add_argument("--imgsz", type=int, default=d.imgsz)

@@ -17,6 +17,7 @@ class SearchConfig:
     objectives: list[str] = field(default_factory=lambda: ["map", "latency"])
     estimator: str = "short-train"
     trainer: str = "ultralytics"  # for short-train: the stock Ultralytics trainer, or "fast" (on-device data)
+    score: str = "map"  # what short-train ranks by: map, or (fast trainer) loss_drop, val_loss, train_loss
     proxy: str = "mae_entropy"
     calibration: str | None = None  # a calibration.json: its recommended estimator replaces --estimator
     epochs: int = 3
@@ -67,6 +68,10 @@ class SearchConfig:
             raise UserError("--max-latency and --latency-le conflict: give one latency limit")
         if self.trainer not in ("ultralytics", "fast"):
             raise UserError(f"unknown trainer '{self.trainer}': choose ultralytics or fast")
+        if self.score not in ("map", "loss_drop", "val_loss", "train_loss"):
+            raise UserError(f"unknown --score '{self.score}': choose map, loss_drop, val_loss or train_loss")
+        if self.score != "map" and (self.trainer != "fast" or self.estimator != "short-train"):
+            raise UserError(f"--score {self.score} needs --estimator short-train --trainer fast")
         if not self.seeds:
             raise UserError("--seeds needs at least one seed")
         if self.estimator == "zero-cost" and self.halving:

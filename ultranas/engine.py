@@ -54,7 +54,7 @@ class SearchContext:
         self.estimator = make_estimator(cfg.estimator, self.data, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                                         device=cfg.device, seeds=tuple(cfg.seeds), fraction=cfg.fraction,
                                         single_cls=cfg.single_cls, proxy=cfg.proxy, verbose=cfg.verbose,
-                                        trainer=cfg.trainer)
+                                        trainer=cfg.trainer, score=cfg.score)
         self.halving = SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None
         self._reference_ms: dict[str, float] = {}
 

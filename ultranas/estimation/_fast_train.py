@@ -28,7 +28,8 @@ from ._device_data import DeviceAugment, DeviceDataset, torch_device
 from ._short_train import compressed_schedule
 from ._zero_cost import seeded
 
-METRICS = ("map", "map50", "precision", "recall")
+METRICS = ("map", "map50", "precision", "recall", "train_loss", "val_loss", "loss_drop")
+SCORES = ("map", "loss_drop", "val_loss", "train_loss")  # what a FastTrainEstimator can rank by (losses negated)
 
 
 def _to_float(x):
@@ -62,7 +63,7 @@ class _Run:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, stream):
         self.model, self.optimizer, self.stream, self.ema = model, optimizer, stream, ModelEMA(model)
         self.forward = model
-        self.loss_sum, self.failed = None, None
+        self.loss_sum, self.failed, self.epoch_losses = None, None, []
 
 
 class FastTrainer:
@@ -174,19 +175,24 @@ class FastTrainer:
         total = sum(items.values()).detach()
         run.loss_sum = total if run.loss_sum is None else run.loss_sum + total
 
-    def _end_epoch(self, runs: list[_Run], epoch: int) -> None:
+    def _end_epoch(self, runs: list[_Run], epoch: int, nb: int) -> None:
         for run in runs:
             criterion = getattr(run.model, "criterion", None)
             if hasattr(criterion, "update"):
                 criterion.update()  # E2E heads: shift weight from one-to-many to one-to-one, per epoch
-            if run.loss_sum is not None and not math.isfinite(float(run.loss_sum)):
-                run.failed = f"non-finite training loss in epoch {epoch + 1} (diverged)"
+            if run.loss_sum is not None:
+                run.epoch_losses.append(float(run.loss_sum) / nb)
+                if not math.isfinite(run.epoch_losses[-1]):
+                    run.failed = f"non-finite training loss in epoch {epoch + 1} (diverged)"
             run.loss_sum = None
 
     def train(self, model_dicts: list[dict]) -> list[dict]:
         """Train every design in ``model_dicts`` on the same batches; one result dict per design, in order.
 
         Each dict: ``map``, ``map50``, ``precision``, ``recall`` (Ultralytics' validator on the EMA model),
+        ``train_loss`` (mean training loss of the last epoch), ``val_loss`` (the EMA model's loss on the val split),
+        ``loss_drop`` (``1 - val_loss / val_loss at initialisation``: a share, comparable across head types whose
+        losses are not),
         ``train_s`` (the shared training loop), ``img_per_s`` (this model's images / ``train_s``: K models
         together train K times that), ``val_s``, ``epochs``, ``imgsz``, ``batch`` and ``gpu_mem_gb`` on CUDA
         (peak allocated during the whole K-model training loop, validation excluded). A design that diverges
@@ -196,6 +202,7 @@ class FastTrainer:
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
         runs = [self._build(md) for md in model_dicts]
+        at_init = [self.val_loss(run.ema.ema) for run in runs]  # the same for every design of one head type
         gen = torch.Generator(device=self.device).manual_seed(self.seed)
         augment = DeviceAugment(self.data, gen, self.hyp.hsv_h, self.hyp.hsv_s, self.hyp.hsv_v, self.hyp.translate,
                                 self.hyp.scale, self.hyp.fliplr)
@@ -214,18 +221,21 @@ class FastTrainer:
                 idx = order[i * self.batch:(i + 1) * self.batch]
                 self._step([r for r in runs if r.failed is None], augment(idx, mosaic))
                 seen, ni = seen + len(idx), ni + 1
-            self._end_epoch([r for r in runs if r.failed is None], epoch)
+            self._end_epoch([r for r in runs if r.failed is None], epoch, nb)
         if cuda:
             torch.cuda.synchronize(self.device)
         train_s = time.perf_counter() - start
         peak_gb = torch.cuda.max_memory_allocated(self.device) / 2**30 if cuda else None
+        self.trained = [run.ema.ema for run in runs]  # the EMA models, as validated (kept for the caller)
         results = []
-        for run in runs:
+        for run, init in zip(runs, at_init):
             t0 = time.perf_counter()
             res = dict.fromkeys(METRICS, float("nan"))
             if run.failed is None:
                 try:
                     res.update(self.validate(run.ema.ema))
+                    res.update(train_loss=run.epoch_losses[-1], val_loss=self.val_loss(run.ema.ema))
+                    res["loss_drop"] = 1 - res["val_loss"] / init
                 except FloatingPointError as e:
                     run.failed = str(e)
             res.update(train_s=round(train_s, 3), img_per_s=round(seen / train_s, 2), epochs=self.epochs,
@@ -250,6 +260,30 @@ class FastTrainer:
         return ultra.box_metrics(validator.metrics)
 
 
+    @torch.no_grad()
+    def val_loss(self, model: nn.Module) -> float:
+        """Ultralytics' detection loss of ``model`` (eval mode, as its validator computes it) over the val split.
+
+        Comparable across designs with the same head and loss (a DFL head's loss has a term an E2E head's lacks).
+        """
+        if getattr(self, "_val_data", None) is None:
+            self._val_data = DeviceDataset(self.data.data_yaml, self.imgsz, self.device, "val",
+                                           single_cls=self.data.single_cls)
+        val, total, n = self._val_data, 0.0, 0
+        model.eval()
+        for start in range(0, len(val), self.val_batch):
+            idx = torch.arange(start, min(start + self.val_batch, len(val)), device=self.device)
+            batch = val.batch(idx)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                preds = model(batch["img"])
+            _, items = model.loss(batch, _to_float(preds))
+            total, n = total + float(sum(items.values())) * len(idx), n + len(idx)
+        loss = total / n
+        if not math.isfinite(loss):
+            raise FloatingPointError("non-finite validation loss")
+        return loss
+
+
 def bf16_supported(device: torch.device) -> bool:
     """bf16 autocast by default: on CUDA GPUs with bf16, and on CPUs with AMX (measured 1.8x faster than fp32)."""
     if device.type == "cuda":
@@ -261,7 +295,7 @@ class FastTrainEstimator(Estimator):
     """mAP50-95 after a short, complete schedule with :class:`FastTrainer`, averaged over ``seeds``.
 
     Same knobs as :class:`ShortTrainEstimator`; ``imgsz=None`` means the candidate's own size, ``fidelity``
-    scales the epochs. The decoded training split of the latest image size is kept and reused across candidates.
+    scales the epochs. ``score``: ``map`` (default), ``loss_drop``, or minus ``val_loss`` / ``train_loss``. The decoded training split of the latest image size is kept and reused across candidates.
     Extra keyword arguments go to :class:`FastTrainer` (``lr0``, ``mosaic``, ``compile``, ...).
     """
 
@@ -269,7 +303,10 @@ class FastTrainEstimator(Estimator):
 
     def __init__(self, data, epochs: int = 10, imgsz: int | None = None, batch: int = 16, device: str = "cpu",
                  fraction: float = 1.0, single_cls: bool = False, seeds: tuple[int, ...] = (0,),
-                 verbose: bool = False, **trainer_kwargs):
+                 verbose: bool = False, score: str = "map", **trainer_kwargs):
+        if score not in SCORES:
+            raise ValueError(f"unknown score '{score}': choose from {', '.join(SCORES)}")
+        self.score = score
         self.data, self.epochs, self.imgsz, self.batch, self.device = data, epochs, imgsz, batch, torch_device(device)
         self.fraction, self.single_cls, self.seeds, self.verbose = fraction, single_cls, tuple(seeds), verbose
         self.trainer_kwargs = trainer_kwargs
@@ -307,6 +344,7 @@ class FastTrainEstimator(Estimator):
         out = []
         for k in range(len(candidates)):
             mean = {m: sum(runs[k][m] for runs in per_seed) / len(per_seed) for m in METRICS}
-            out.append({"score": mean["map"], **mean, "epochs": epochs, "seeds": len(self.seeds),
+            score = mean[self.score] if self.score in ("map", "loss_drop") else -mean[self.score]
+            out.append({"score": score, **mean, "epochs": epochs, "seeds": len(self.seeds),
                         "train_s": round(time.time() - t0, 2)})
         return out

@@ -8,6 +8,7 @@ report a tau when the reference's spread across designs is within its own seed n
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
 from pathlib import Path
@@ -28,8 +29,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="coco8.yaml")
     p.add_argument("--space", default="yolo")
     p.add_argument("--n", type=int, default=12, help="designs (the space's points first, then random samples)")
-    p.add_argument("--proxy", default="short-train", help="comma list: short-train, zero-cost:<proxy>")
+    p.add_argument("--proxy", default="short-train",
+                   help="comma list: short-train[:map|loss_drop|val_loss|train_loss], zero-cost:<proxy>")
     p.add_argument("--proxy-epochs", type=int, default=2)
+    p.add_argument("--proxy-imgsz", type=int, default=None, help="short-train proxy image size (default --imgsz)")
+    p.add_argument("--trainer", default="ultralytics", choices=("ultralytics", "fast"),
+                   help="trainer of the reference and the short-train proxy")
+    p.add_argument("--reference-cache", default=None,
+                   help="JSON-lines file of reference results: reused when present, appended when new")
     p.add_argument("--reference-epochs", type=int, default=10)
     p.add_argument("--seeds", default="0,1", help="reference seeds (>= 2 to measure seed noise)")
     p.add_argument("--imgsz", type=int, default=64)
@@ -71,12 +78,28 @@ def rank_correlation(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
 
 
 def seed_noise(ref_runs: list[list[float]]) -> dict:
-    """Per-design std over seeds (the noise) against the std of design means (the signal)."""
+    """Per-design std over seeds (the noise) against the std of design means (the signal).
+
+    Also the noise ceiling: ``seed_pair_tau``, Kendall tau between the rankings of two reference seeds (mean over
+    seed pairs) — what a perfect estimator could reach against one seed — and ``reliability``, the share of the
+    seed-averaged reference's variance across designs that is not seed noise (``1 - noise**2 / k / spread**2``).
+    """
     per_design = [float(np.std(r, ddof=1)) for r in ref_runs if len(r) > 1]
     noise = float(np.mean(per_design)) if per_design else None
-    spread = float(np.std([np.mean(r) for r in ref_runs], ddof=1))
+    spread = float(np.std([np.mean(r) for r in ref_runs], ddof=1)) if len(ref_runs) > 1 else 0.0
     ranks = noise is not None and spread > 2 * noise and spread > 1e-4
-    return {"seed_std": noise, "design_std": spread, "reference_ranks": bool(ranks)}
+    k = min((len(r) for r in ref_runs), default=0)
+    pair_taus = []
+    for i in range(k):
+        for j in range(i + 1, k):
+            t = stats.kendalltau([r[i] for r in ref_runs], [r[j] for r in ref_runs]).statistic
+            if np.isfinite(t):
+                pair_taus.append(float(t))
+    reliability = None
+    if noise is not None and spread > 0:
+        reliability = round(max(0.0, 1 - noise ** 2 / k / spread ** 2), 3)
+    return {"seed_std": noise, "design_std": spread, "reference_ranks": bool(ranks),
+            "seed_pair_tau": round(float(np.mean(pair_taus)), 3) if pair_taus else None, "reliability": reliability}
 
 
 def _sample_designs(space, n: int, seed: int, band_samples: int = 0, band: float = 0.2, band_point: str = "yolo11n",
@@ -102,15 +125,37 @@ def _sample_designs(space, n: int, seed: int, band_samples: int = 0, band: float
     return designs[:max(n, len(space.points))]
 
 
-def _proxy_estimator(spec: str, data, a):
-    if spec == "short-train":
-        return ShortTrainEstimator(data, epochs=a.proxy_epochs, batch=a.batch, device=a.device, seeds=(a.seed,),
-                                   verbose=a.verbose)
-    if spec.startswith("zero-cost:"):
-        from ._zero_cost import ZeroCostEstimator
+def _train_estimator(data, a, epochs: int, imgsz: int | None = None):
+    if a.trainer == "fast":
+        from ._fast_train import FastTrainEstimator
 
-        return ZeroCostEstimator(data, proxy=spec.split(":", 1)[1], imgsz=a.imgsz, seed=a.seed, device=a.device)
-    raise UserError(f"unknown --proxy '{spec}': use short-train or zero-cost:<name>")
+        return FastTrainEstimator(data, epochs=epochs, imgsz=imgsz, batch=a.batch, device=a.device, seeds=(a.seed,),
+                                  verbose=a.verbose)
+    return ShortTrainEstimator(data, epochs=epochs, imgsz=imgsz, batch=a.batch, device=a.device, seeds=(a.seed,),
+                               verbose=a.verbose)
+
+
+def _proxy_estimators(specs: list[str], data, a) -> dict[str, tuple]:
+    """``{spec: (estimator, result key, sign)}``; every ``short-train[:score]`` spec shares one training run."""
+    out, short = {}, None
+    for spec in specs:
+        base, _, key = spec.partition(":")
+        if base == "short-train":
+            key = key or "map"
+            if key not in ("map", "loss_drop", "val_loss", "train_loss"):
+                raise UserError(f"unknown --proxy '{spec}': short-train scores are map, loss_drop, val_loss, train_loss")
+            if key != "map" and a.trainer != "fast":
+                raise UserError(f"--proxy {spec} needs --trainer fast (it records training and validation losses)")
+            short = short or _train_estimator(data, a, a.proxy_epochs, a.proxy_imgsz)
+            out[spec] = (short, key, -1.0 if key.endswith("_loss") else 1.0)  # a lower loss ranks higher
+        elif base == "zero-cost" and key:
+            from ._zero_cost import ZeroCostEstimator
+
+            out[spec] = (ZeroCostEstimator(data, proxy=key, imgsz=a.imgsz, seed=a.seed, device=a.device), "score", 1.0)
+        else:
+            raise UserError(f"unknown --proxy '{spec}': use short-train[:map|loss_drop|val_loss|train_loss] or "
+                            "zero-cost:<name>")
+    return out
 
 
 def calibrate(**kwargs) -> dict:
@@ -127,11 +172,11 @@ def calibrate(**kwargs) -> dict:
     nc, space = len(class_names(data)), load_space(a.space)
     from ultralytics.utils.files import increment_path
 
-    run_dir = increment_path(Path(a.project) / a.name, mkdir=True)
     proxies = [p.strip() for p in str(a.proxy).split(",") if p.strip()]
-    estimators = {p: _proxy_estimator(p, data, a) for p in proxies}
-    reference = ShortTrainEstimator(data, epochs=a.reference_epochs, batch=a.batch, device=a.device, seeds=(0,),
-                                    verbose=a.verbose)
+    estimators = _proxy_estimators(proxies, data, a)  # bad specs fail before anything is written
+    run_dir = increment_path(Path(a.project) / a.name, mkdir=True)
+    reference = _train_estimator(data, a, a.reference_epochs)
+    cache = ReferenceCache(a.reference_cache, data, a)
     rows = []
     from tqdm import tqdm
 
@@ -144,15 +189,22 @@ def calibrate(**kwargs) -> dict:
         model = ultra.build_model(cand.model_dict)
         row = {"design": label, "hash": cand.design_hash, "params": ultra.count_params(model),
                "gflops": ultra.gflops(model, cand.imgsz), "reference_runs": [], "proxy": {}, "proxy_s": {}}
-        t0 = time.time()
+        costs = []
         for s in seeds:
-            reference.seeds = (s,)
-            row["reference_runs"].append(reference.estimate(cand)["score"])
-        row["reference_s"] = (time.time() - t0) / len(seeds)
-        for p, est in estimators.items():
-            t0 = time.time()
-            row["proxy"][p] = est.estimate(cand)["score"]
-            row["proxy_s"][p] = time.time() - t0
+            if (hit := cache.get(cand, s)) is None:
+                reference.seeds, t0 = (s,), time.time()
+                hit = {"map": reference.estimate(cand)["score"], "train_s": time.time() - t0}
+                cache.put(cand, s, hit)
+            row["reference_runs"].append(hit["map"])
+            costs.append(hit["train_s"])
+        row["reference_s"] = float(np.mean(costs))
+        done = {}  # estimator -> (result, seconds): scores of one run are read once each
+        for p, (est, key, sign) in estimators.items():
+            if id(est) not in done:
+                t0 = time.time()
+                done[id(est)] = (est.estimate(cand), time.time() - t0)
+            result, row["proxy_s"][p] = done[id(est)]
+            row["proxy"][p] = sign * result[key]
         rows.append(row)
     report = summarize(rows, proxies, a, seeds)
     report["run"] = str(run_dir)
@@ -162,18 +214,52 @@ def calibrate(**kwargs) -> dict:
     return report
 
 
+class ReferenceCache:
+    """Reference results in a JSON-lines file, keyed by design, data, trainer, budget and seed.
+
+    Lets a calibration add proxies (or seeds) later without retraining the reference; ``path=None`` keeps nothing.
+    """
+
+    def __init__(self, path, data, a):
+        self.path = Path(path) if path else None
+        self.context = f"{Path(str(data)).resolve()}|{a.trainer}|e{a.reference_epochs}|b{a.batch}"
+        self.rows = {}
+        if self.path and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                    self.rows[rec["key"]] = rec
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line from an interrupted run: that result is simply recomputed
+
+    def _key(self, cand: Candidate, seed: int) -> str:
+        return f"{self.context}|{cand.design_hash}|{cand.imgsz}|s{seed}"
+
+    def get(self, cand: Candidate, seed: int) -> dict | None:
+        return self.rows.get(self._key(cand, seed))
+
+    def put(self, cand: Candidate, seed: int, result: dict) -> None:
+        rec = {"key": self._key(cand, seed), **result}
+        self.rows[rec["key"]] = rec
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:  # one line per result: a crash loses at most the line being written
+                f.write(json.dumps(rec) + "\n")
+
+
 def summarize(rows: list[dict], proxies: list[str], a, seeds: list[int]) -> dict:
     ref = [float(np.mean(r["reference_runs"])) for r in rows]
     band_row = next((r for r in rows if r["design"] == a.band_point), None)
     center = band_row["gflops"] if band_row else float(np.median([r["gflops"] for r in rows]))
     band = [i for i, r in enumerate(rows) if abs(r["gflops"] - center) <= a.band * center]
     noise = seed_noise([r["reference_runs"] for r in rows])
+    noise["band"] = seed_noise([rows[i]["reference_runs"] for i in band]) if len(band) > 2 else None
     ref_s = float(np.mean([r["reference_s"] for r in rows]))
     scores = {p: [r["proxy"][p] for r in rows] for p in proxies}
     scores["params"] = [r["params"] for r in rows]  # the baselines any estimator must beat: bigger ranks higher
     scores["gflops"] = [r["gflops"] for r in rows]
     out = {"designs": len(rows), "reference_epochs": a.reference_epochs, "reference_seeds": seeds,
-           "proxy_epochs": a.proxy_epochs,
+           "proxy_epochs": a.proxy_epochs, "proxy_imgsz": a.proxy_imgsz or a.imgsz, "trainer": a.trainer,
            "imgsz": a.imgsz, "data": str(a.data), "band": {"point": a.band_point, "gflops": center, "size": len(band)},
            "noise": noise, "estimators": {}}
     for p, s in scores.items():
@@ -183,6 +269,9 @@ def summarize(rows: list[dict], proxies: list[str], a, seeds: list[int]) -> dict
             "band": rank_correlation([s[i] for i in band], [ref[i] for i in band]),
             "cost_ratio": round(cost, 4),
         }
+        if p.startswith("short-train"):  # images x pixels trained, proxy / one reference run: free of timing noise
+            px = (a.proxy_imgsz or a.imgsz) ** 2 * a.proxy_epochs / (a.imgsz ** 2 * a.reference_epochs)
+            out["estimators"][p]["nominal_cost_ratio"] = round(px, 4)
     if not noise["reference_ranks"]:
         out["verdict"] = (f"the reference cannot rank these designs: its spread across designs "
                           f"(std {noise['design_std']:.4f}) is within seed noise (std {noise['seed_std'] or 0:.4f}); "
@@ -204,8 +293,6 @@ def summarize(rows: list[dict], proxies: list[str], a, seeds: list[int]) -> dict
 
 def apply_calibration(cfg, path: str | Path) -> str:
     """Set ``cfg``'s estimator from a saved ``calibration.json``; returns a one-line account of what was chosen."""
-    import json
-
     try:
         report = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
@@ -215,8 +302,11 @@ def apply_calibration(cfg, path: str | Path) -> str:
     best = report["recommended"]
     if best is None:
         return f"calibration {path} recommends no estimator ({report.get('verdict', '')[:120]}); keeping --estimator {cfg.estimator}"
-    if best == "short-train":
-        cfg.estimator, cfg.epochs, cfg.imgsz = "short-train", int(report["proxy_epochs"]), int(report["imgsz"])
+    if best.partition(":")[0] == "short-train":
+        cfg.estimator, cfg.epochs = "short-train", int(report["proxy_epochs"])
+        cfg.imgsz = int(report.get("proxy_imgsz") or report["imgsz"])
+        cfg.trainer = report.get("trainer", "ultralytics")
+        cfg.score = best.partition(":")[2] or "map"
     elif best.startswith("zero-cost:"):
         cfg.estimator, cfg.proxy = "zero-cost", best.split(":", 1)[1]
     tau = report.get("estimators", {}).get(best, {}).get("band", {}).get("tau")
