@@ -83,7 +83,7 @@ def test_calibrate_reuses_its_reference_cache_with_the_fast_trainer(tmp_path):
 def test_estimators_score_designs_differently(proxy, synthetic, tmp_path):
     import random
 
-    from ultranas.estimation.calibrate import _proxy_estimator
+    from ultranas.estimation.calibrate import _proxy_estimators
     from ultranas.objectives import Candidate
     from ultranas.space import load_space
 
@@ -91,7 +91,8 @@ def test_estimators_score_designs_differently(proxy, synthetic, tmp_path):
         proxy_epochs, batch, device, seed, verbose, imgsz = 3, 16, "cpu", 0, False, 64
 
     space = load_space("mobile")
-    est = _proxy_estimator(proxy, synthetic, A)
+    est, key, sign = _proxy_estimators([proxy], synthetic, A)[proxy]
+    assert (key, sign) == ("score", 1.0)
     scores = []
     for i, g in enumerate([space.point("yolo11n"), space.sample(random.Random(1)), space.sample(random.Random(2))]):
         g = dict(g, imgsz=224)
