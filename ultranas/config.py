@@ -68,8 +68,10 @@ class SearchConfig:
             raise UserError("--max-latency and --latency-le conflict: give one latency limit")
         if self.trainer not in ("ultralytics", "fast"):
             raise UserError(f"unknown trainer '{self.trainer}': choose ultralytics or fast")
-        if self.score not in ("map", "loss_drop", "val_loss", "train_loss"):
-            raise UserError(f"unknown --score '{self.score}': choose map, loss_drop, val_loss or train_loss")
+        from .estimation._base import SCORES
+
+        if self.score not in SCORES:
+            raise UserError(f"unknown --score '{self.score}': choose {', '.join(SCORES)}")
         if self.score != "map" and (self.trainer != "fast" or self.estimator != "short-train"):
             raise UserError(f"--score {self.score} needs --estimator short-train --trainer fast")
         if not self.seeds:

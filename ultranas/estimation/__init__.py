@@ -10,16 +10,18 @@ ESTIMATORS = ("short-train", "zero-cost")
 
 def make_estimator(name: str, data, *, epochs: int, imgsz: int, batch: int, device: str, seeds=(0,),
                    fraction: float = 1.0, single_cls: bool = False, proxy: str = "mae_entropy",
-                   verbose: bool = False, trainer: str = "ultralytics", score: str = "map") -> Estimator:
+                   verbose: bool = False, trainer: str = "ultralytics", score: str = "map",
+                   train_imgsz: int | None = None) -> Estimator:
+    """An estimator by name. Training estimators train at ``train_imgsz`` (default: each candidate's own size)."""
     if name == "short-train" and trainer == "fast":
         from ._fast_train import FastTrainEstimator
 
-        return FastTrainEstimator(data, epochs=epochs, imgsz=None, batch=batch, device=device, seeds=seeds,
+        return FastTrainEstimator(data, epochs=epochs, imgsz=train_imgsz, batch=batch, device=device, seeds=seeds,
                                   fraction=fraction, single_cls=single_cls, verbose=verbose, score=score)
     if name == "short-train":
         if score != "map":
             raise UserError(f"score '{score}' needs the fast trainer (--trainer fast)")
-        return ShortTrainEstimator(data, epochs=epochs, imgsz=None, batch=batch, device=device, seeds=seeds,
+        return ShortTrainEstimator(data, epochs=epochs, imgsz=train_imgsz, batch=batch, device=device, seeds=seeds,
                                    fraction=fraction, single_cls=single_cls, verbose=verbose)
     if name == "zero-cost":
         from ._zero_cost import ZERO_COST_PROXIES, ZeroCostEstimator

@@ -6,6 +6,13 @@ from abc import ABC, abstractmethod
 
 from ..objectives._base import Candidate
 
+SCORES = ("map", "loss_drop", "val_loss", "train_loss")  # what a training estimator can rank by
+
+
+def signed_score(result: dict, key: str) -> float:
+    """``result[key]`` as a score where higher is better: losses are negated."""
+    return -result[key] if key.endswith("_loss") else result[key]
+
 
 class Estimator(ABC):
     """``estimate(candidate, fidelity)`` -> dict with at least ``score`` (higher is better).

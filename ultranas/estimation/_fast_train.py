@@ -23,13 +23,12 @@ from ultralytics.utils.torch_utils import ModelEMA
 
 from .. import ultra
 from ..objectives._base import Candidate
-from ._base import Estimator
+from ._base import SCORES, Estimator, signed_score
 from ._device_data import DeviceAugment, DeviceDataset, torch_device
 from ._short_train import compressed_schedule
 from ._zero_cost import seeded
 
 METRICS = ("map", "map50", "precision", "recall", "train_loss", "val_loss", "loss_drop")
-SCORES = ("map", "loss_drop", "val_loss", "train_loss")  # what a FastTrainEstimator can rank by (losses negated)
 
 
 def _to_float(x):
@@ -259,7 +258,6 @@ class FastTrainer:
             validator(model=model)
         return ultra.box_metrics(validator.metrics)
 
-
     @torch.no_grad()
     def val_loss(self, model: nn.Module) -> float:
         """Ultralytics' detection loss of ``model`` (eval mode, as its validator computes it) over the val split.
@@ -295,7 +293,8 @@ class FastTrainEstimator(Estimator):
     """mAP50-95 after a short, complete schedule with :class:`FastTrainer`, averaged over ``seeds``.
 
     Same knobs as :class:`ShortTrainEstimator`; ``imgsz=None`` means the candidate's own size, ``fidelity``
-    scales the epochs. ``score``: ``map`` (default), ``loss_drop``, or minus ``val_loss`` / ``train_loss``. The decoded training split of the latest image size is kept and reused across candidates.
+    scales the epochs. ``score``: ``map`` (default), ``loss_drop``, or minus ``val_loss`` / ``train_loss``. The
+    decoded training split of the latest image size is kept and reused across candidates.
     Extra keyword arguments go to :class:`FastTrainer` (``lr0``, ``mosaic``, ``compile``, ...).
     """
 
@@ -344,7 +343,6 @@ class FastTrainEstimator(Estimator):
         out = []
         for k in range(len(candidates)):
             mean = {m: sum(runs[k][m] for runs in per_seed) / len(per_seed) for m in METRICS}
-            score = mean[self.score] if self.score in ("map", "loss_drop") else -mean[self.score]
-            out.append({"score": score, **mean, "epochs": epochs, "seeds": len(self.seeds),
+            out.append({"score": signed_score(mean, self.score), **mean, "epochs": epochs, "seeds": len(self.seeds),
                         "train_s": round(time.time() - t0, 2)})
         return out

@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..fsutil import atomic_savefig, atomic_write_json
 from ..objectives._base import Candidate
 from ..space import load_space
-from ._short_train import ShortTrainEstimator
+from ._base import SCORES, signed_score
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -126,32 +126,29 @@ def _sample_designs(space, n: int, seed: int, band_samples: int = 0, band: float
 
 
 def _train_estimator(data, a, epochs: int, imgsz: int | None = None):
-    if a.trainer == "fast":
-        from ._fast_train import FastTrainEstimator
+    from . import make_estimator
 
-        return FastTrainEstimator(data, epochs=epochs, imgsz=imgsz, batch=a.batch, device=a.device, seeds=(a.seed,),
-                                  verbose=a.verbose)
-    return ShortTrainEstimator(data, epochs=epochs, imgsz=imgsz, batch=a.batch, device=a.device, seeds=(a.seed,),
-                               verbose=a.verbose)
+    return make_estimator("short-train", data, epochs=epochs, imgsz=a.imgsz, batch=a.batch, device=a.device,
+                          seeds=(a.seed,), verbose=a.verbose, trainer=a.trainer, train_imgsz=imgsz)
 
 
 def _proxy_estimators(specs: list[str], data, a) -> dict[str, tuple]:
-    """``{spec: (estimator, result key, sign)}``; every ``short-train[:score]`` spec shares one training run."""
+    """``{spec: (estimator, result key)}``; every ``short-train[:score]`` spec shares one training run."""
     out, short = {}, None
     for spec in specs:
         base, _, key = spec.partition(":")
         if base == "short-train":
             key = key or "map"
-            if key not in ("map", "loss_drop", "val_loss", "train_loss"):
-                raise UserError(f"unknown --proxy '{spec}': short-train scores are map, loss_drop, val_loss, train_loss")
+            if key not in SCORES:
+                raise UserError(f"unknown --proxy '{spec}': short-train scores are {', '.join(SCORES)}")
             if key != "map" and a.trainer != "fast":
                 raise UserError(f"--proxy {spec} needs --trainer fast (it records training and validation losses)")
             short = short or _train_estimator(data, a, a.proxy_epochs, a.proxy_imgsz)
-            out[spec] = (short, key, -1.0 if key.endswith("_loss") else 1.0)  # a lower loss ranks higher
+            out[spec] = (short, key)
         elif base == "zero-cost" and key:
             from ._zero_cost import ZeroCostEstimator
 
-            out[spec] = (ZeroCostEstimator(data, proxy=key, imgsz=a.imgsz, seed=a.seed, device=a.device), "score", 1.0)
+            out[spec] = (ZeroCostEstimator(data, proxy=key, imgsz=a.imgsz, seed=a.seed, device=a.device), "score")
         else:
             raise UserError(f"unknown --proxy '{spec}': use short-train[:map|loss_drop|val_loss|train_loss] or "
                             "zero-cost:<name>")
@@ -199,12 +196,12 @@ def calibrate(**kwargs) -> dict:
             costs.append(hit["train_s"])
         row["reference_s"] = float(np.mean(costs))
         done = {}  # estimator -> (result, seconds): scores of one run are read once each
-        for p, (est, key, sign) in estimators.items():
+        for p, (est, key) in estimators.items():
             if id(est) not in done:
                 t0 = time.time()
                 done[id(est)] = (est.estimate(cand), time.time() - t0)
             result, row["proxy_s"][p] = done[id(est)]
-            row["proxy"][p] = sign * result[key]
+            row["proxy"][p] = signed_score(result, key)  # a lower loss ranks higher
         rows.append(row)
     report = summarize(rows, proxies, a, seeds)
     report["run"] = str(run_dir)
