@@ -1,14 +1,18 @@
-"""Bad input through the real CLI: one line naming the problem, non-zero exit, no traceback, nothing half-written."""
+"""Bad input through the real CLI and the Python API: one line naming the problem (``ultranas: error:``), exit 2,
+no traceback, and nothing created or changed on disk (a listing and hashes of the whole tmp dir, before and after)."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from ultranas.errors import UserError
 from ultranas.space import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,15 +20,24 @@ COCO8 = ROOT / "ultranas" / "datasets" / "coco8"
 TINY = ["--trials", "1", "--epochs", "1", "--imgsz", "32", "--no-final"]
 
 
-def _dataset(tmp: Path, *, labels=True, label_line="0 0.5 0.5 0.2 0.2", names=("a", "b"), nc=None) -> Path:
+def _dataset(tmp: Path, *, labels=True, label_line="0 0.5 0.5 0.2 0.2", names=("a", "b"), nc=None, label=None,
+             label_dir=False, image=None, **extra) -> Path:
+    """A two-image dataset; ``label``/``image`` bytes replace the train split's file, ``extra`` goes to the YAML."""
     root = tmp / "ds"
     for split in ("train", "val"):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         shutil.copy(next((COCO8 / "images" / "val").iterdir()), root / "images" / split / "x.jpg")
+        if image is not None and split == "train":
+            (root / "images" / split / "x.jpg").write_bytes(image)
         if labels:
             (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-            (root / "labels" / split / "x.txt").write_text(label_line + "\n")
-    data = {"path": str(root), "train": "images/train", "val": "images/val", "names": list(names)}
+            target = root / "labels" / split / "x.txt"
+            if label_dir and split == "train":
+                target.mkdir()
+            else:
+                target.write_bytes(label if label is not None and split == "train" else (label_line + "\n").encode())
+    data = {"path": str(root), "train": "images/train", "val": "images/val",
+            "names": names if isinstance(names, dict) else list(names), **extra}
     if nc is not None:
         data["nc"] = nc
     (root / "data.yaml").write_text(yaml.safe_dump(data))
@@ -39,73 +52,29 @@ def _space(tmp: Path, edit) -> Path:
     return path
 
 
-def _text(tmp: Path, name: str, text: str) -> Path:
+def _text(tmp: Path, name: str, text: str | bytes) -> Path:
     path = tmp / name
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     return path
 
 
-CASES = {
-    "missing data yaml": (lambda t: ["search", "--data", t / "nope.yaml"], "data YAML not found"),
-    "malformed data yaml": (lambda t: ["search", "--data", _text(t, "d.yaml", "train: [unclosed")], "not valid YAML"),
-    "data yaml not a mapping": (lambda t: ["search", "--data", _text(t, "d.yaml", "- a\n- b\n")], "must be a mapping"),
-    "no images": (lambda t: ["search", "--data", _text(t, "d.yaml", "train: images/train\nval: images/val\nnames: [a]\n")],
-                  "train images not found"),
-    "no labels": (lambda t: ["search", "--data", _dataset(t, labels=False)], "labels not found"),
-    "class id out of range": (lambda t: ["search", "--data", _dataset(t, label_line="7 0.5 0.5 0.2 0.2")],
-                              "class id 7"),
-    "box out of range": (lambda t: ["search", "--data", _dataset(t, label_line="0 1.5 0.5 0.2 0.2")], "outside [0, 1]"),
-    "class count mismatch": (lambda t: ["search", "--data", _dataset(t, nc=5)], "nc=5 but 2 names"),
-    "empty space": (lambda t: ["search", "--space", _text(t, "s.yaml", "")], "empty"),
-    "malformed space": (lambda t: ["search", "--space", _text(t, "s.yaml", "blocks: {a: [")], "not valid YAML"),
-    "unknown module in space": (lambda t: ["search", "--space", _space(t, lambda r: r["blocks"].update(X=["Evil", ["$c"]]))],
-                                "not allowed"),
-    "width out of range": (lambda t: ["search", "--space", _space(t, lambda r: r["decisions"].update(stem=[3]))],
-                           "decisions.stem"),
-    "eval bait in space": (lambda t: ["search", "--space", _space(t, lambda r: r["blocks"].update(
-        X=["C2f", ["$c", "__import__('os').system('touch pwned')"]]))], "only numbers"),
-    "eval bait in model yaml": (lambda t: ["predict", f"model={_evil_model(t)}", "source=x.jpg"], "not allowed"),
-    "unknown module in model yaml": (lambda t: ["val", f"model={_text(t, 'm.yaml', BAD_MODULE)}"], "not an allowed"),
-    "unknown strategy": (lambda t: ["search", "--strategy", "magic"], "unknown strategy 'magic'"),
-    "unknown objective": (lambda t: ["search", "--objectives", "map,beauty"], "unknown objective 'beauty'"),
-    "zero trials": (lambda t: ["search", "--trials", "0"], "--trials must be a positive integer"),
-    "negative epochs": (lambda t: ["search", "--epochs", "-3"], "--epochs must be a positive integer"),
-    "non-numeric budget": (lambda t: ["search", "--trials", "many"], "invalid int value"),
-    "imgsz not a stride multiple": (lambda t: ["search", "--imgsz", "50"], "multiple of 32"),
-    "unwritable output dir": (lambda t: ["search", *TINY, "--project", _text(t, "afile", "x") / "runs"],
-                              "cannot create the output folder"),
-    "corrupted study database": (lambda t: ["search", "--resume", _corrupt_run(t)], "cannot open the study storage"),
-    "corrupted checkpoint": (lambda t: ["info", _text(t, "bad.pt", "garbage")], "cannot be loaded safely"),
-    "non-detection checkpoint": (lambda t: ["info", _cls_pt(t)], "not a detection model"),
-    "loss score without the fast trainer": (lambda t: ["search", "--score", "val_loss"], "needs --estimator short-train --trainer fast"),
-    "unknown calibration proxy": (lambda t: ["calibrate", "--proxy", "short-train:accuracy"], "unknown --proxy"),
-    "unknown device": (lambda t: ["search", *TINY, "--device", "7"], "device '7' is not available"),
-    "conflicting flags": (lambda t: ["search", "--max-latency", "5", "--latency-le", "yolo11n"], "conflict"),
-    "resume with other settings": (lambda t: ["search", "--resume", t, "--trials", "3"], "args.yaml"),
-    "unknown space": (lambda t: ["search", "--space", "nosuchspace"], "space not found"),
-    "unknown latency target": (lambda t: ["search", "--latency-target", "abacus"], "abacus"),
-    "unknown reference point": (lambda t: ["space", "render", "yolo", "--point", "yolo99z"], "no point 'yolo99z'"),
-    "export engine without tensorrt": (lambda t: ["export", f"model={_cls_free_pt(t)}", "format=engine"], "tensorrt"),
-}
-
-
-BAD_MODULE = "backbone: [[-1, 1, os.system, [1]]]\nhead: []\n"
-
-
-def _evil_model(tmp: Path) -> Path:
+def _model(tmp: Path, **edit) -> Path:
+    """The rendered yolo11n with ``edit`` applied to its top-level keys (or to layer 0 with ``row=``)."""
     space = load_space("yolo")
-    model = dict(space.render(space.point("yolo11n")), activation="__import__('os').system('touch pwned')")
+    model = space.render(space.point("yolo11n"), 2)
+    if "row" in edit:
+        model["backbone"][0] = edit.pop("row")
+    model.update(edit)
     return _text(tmp, "m.yaml", yaml.safe_dump(model))
 
 
-def _corrupt_run(tmp: Path) -> Path:
-    run = tmp / "run"
-    run.mkdir()
-    from ultranas.config import SearchConfig
+def _pt(tmp: Path) -> Path:
+    from ultranas.ultra import build_model
 
-    (run / "args.yaml").write_text(yaml.safe_dump(SearchConfig(project=str(tmp)).to_dict()))
-    (run / "study.db").write_bytes(b"this is not sqlite" * 100)
-    return run
+    space = load_space("yolo")
+    path = tmp / "det.pt"
+    torch.save({"model": build_model(space.render(space.point("yolo11n"), 2))}, path)
+    return path
 
 
 def _cls_pt(tmp: Path) -> Path:
@@ -116,30 +85,251 @@ def _cls_pt(tmp: Path) -> Path:
     return path
 
 
-def _cls_free_pt(tmp: Path) -> Path:
-    from ultranas.ultra import build_model
+def _run(tmp: Path, study: bytes | None = b"this is not sqlite" * 100) -> Path:
+    """A run directory made by 'ultranas search' (a tiny args.yaml) with ``study`` as its study.db (None: none)."""
+    from ultranas.config import SearchConfig
 
-    space = load_space("yolo")
-    path = tmp / "det.pt"
-    torch.save({"model": build_model(space.render(space.point("yolo11n"), 3))}, path)
+    run = tmp / "run"
+    run.mkdir()
+    cfg = SearchConfig(project=str(tmp), trials=1, epochs=1, imgsz=32, final=False)
+    (run / "args.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
+    if study is not None:
+        (run / "study.db").write_bytes(study)
+    return run
+
+
+def _sqlite(tmp: Path) -> Path:
+    path = tmp / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE notes (x TEXT)")
     return path
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input(case, tmp_path, run_cli):
-    make_args, expected = CASES[case]
+def _val(t, *kv):
+    return ["val", f"model={_pt(t)}", *kv]
+
+
+BAD_MODULE = "backbone: [[-1, 1, os.system, [1]]]\nhead: []\n"
+EVIL_ACT = "__import__('os').system('touch pwned')"
+NOT_UTF8 = b"\xff\xfe\x00bad"
+
+CASES = {
+    # data
+    "missing data yaml": (lambda t: ["search", "--data", t / "nope.yaml"], "data YAML not found"),
+    "malformed data yaml": (lambda t: ["search", "--data", _text(t, "d.yaml", "train: [unclosed")], "not valid YAML"),
+    "data yaml not utf-8": (lambda t: ["search", "--data", _text(t, "d.yaml", NOT_UTF8)], "not valid YAML"),
+    "data yaml not a mapping": (lambda t: ["search", "--data", _text(t, "d.yaml", "- a\n- b\n")], "must be a mapping"),
+    "no images": (lambda t: ["search", "--data", _text(t, "d.yaml", "train: images/train\nval: images/val\nnames: [a]\n")],
+                  "train images not found"),
+    "no labels": (lambda t: ["search", "--data", _dataset(t, labels=False)], "labels not found"),
+    "class id out of range": (lambda t: ["search", "--data", _dataset(t, label_line="7 0.5 0.5 0.2 0.2")], "class id 7"),
+    "box out of range": (lambda t: ["search", "--data", _dataset(t, label_line="0 1.5 0.5 0.2 0.2")], "outside [0, 1]"),
+    "label not numeric": (lambda t: ["search", "--data", _dataset(t, label_line="a b c d e")], "is not numeric"),
+    "label with 4 values": (lambda t: ["search", "--data", _dataset(t, label_line="0 0.5 0.5 0.2")], "has 4 values"),
+    "label not utf-8": (lambda t: ["search", "--data", _dataset(t, label=NOT_UTF8)], "is not UTF-8"),
+    "label is a folder": (lambda t: ["search", "--data", _dataset(t, label_dir=True)], "is a folder"),
+    "image cannot be decoded": (lambda t: ["search", "--data", _dataset(t, image=b"not a jpeg")], "cannot be decoded"),
+    "truncated image": (lambda t: ["search", "--data", _dataset(t, image=(COCO8 / "images" / "val").glob("*.jpg")
+                                                                .__next__().read_bytes()[:2000])], "cannot be decoded"),
+    "test split missing": (lambda t: ["search", "--data", _dataset(t, test="images/test")], "test images not found"),
+    "path not a string": (lambda t: ["search", "--data", _dataset(t, path=["a"])], "key 'path'"),
+    "names with a gap": (lambda t: ["search", "--data", _dataset(t, names={0: "a", 2: "b"})], "without gaps"),
+    "class name not a string": (lambda t: ["search", "--data", _dataset(t, names=(["a"], "b"))], "plain string"),
+    "train is a list": (lambda t: ["search", "--data", _dataset(t, train=["images/train"])], "key 'train'"),
+    "channels out of range": (lambda t: ["search", "--data", _dataset(t, channels=7)], "channels must be 1 or 3"),
+    "class count mismatch": (lambda t: ["search", "--data", _dataset(t, nc=5)], "nc=5 but 2 names"),
+    "val data yaml missing": (lambda t: _val(t, f"data={t / 'nope.yaml'}"), "data YAML not found"),
+    "val split absent from data": (lambda t: _val(t, f"data={_dataset(t)}", "split=test"), "split=test is not in"),
+    # spaces
+    "empty space": (lambda t: ["search", "--space", _text(t, "s.yaml", "")], "empty"),
+    "malformed space": (lambda t: ["search", "--space", _text(t, "s.yaml", "blocks: {a: [")], "not valid YAML"),
+    "space not utf-8": (lambda t: ["search", "--space", _text(t, "s.yaml", NOT_UTF8)], "cannot be read"),
+    "unknown module in space": (lambda t: ["search", "--space", _space(t, lambda r: r["blocks"].update(X=["Evil", ["$c"]]))],
+                                "not allowed"),
+    "module is a list": (lambda t: ["search", "--space", _space(t, lambda r: r["blocks"].update(X=[["C2f"], ["$c"]]))],
+                         "not allowed"),
+    "width out of range": (lambda t: ["search", "--space", _space(t, lambda r: r["decisions"].update(stem=[3]))],
+                           "decisions.stem"),
+    "eval bait in space": (lambda t: ["search", "--space", _space(t, lambda r: r["blocks"].update(
+        X=["C2f", ["$c", "__import__('os').system('touch pwned')"]]))], "only numbers"),
+    "nan argument in space": (lambda t: ["search", "--space", _space(t, lambda r: r["blocks"].update(
+        X=["C2f", ["$c", float("nan")]]))], "only numbers"),
+    "space version not a number": (lambda t: ["search", "--space", _space(t, lambda r: r.update(version="abc"))],
+                                   "key 'version'"),
+    "space name missing a value": (lambda t: ["search", "--space", _space(t, lambda r: r.update(name=None))], "key 'name'"),
+    "space points a list": (lambda t: ["search", "--space", _space(t, lambda r: r.update(points=[1]))], "key 'points'"),
+    "head reg_max a string": (lambda t: ["search", "--space", _space(t, lambda r: r["heads"]["detect"].update(
+        reg_max="x"))], "heads.detect.reg_max"),
+    "choice is a mapping": (lambda t: ["search", "--space", _space(t, lambda r: r["decisions"].update(spp=[{"a": 1}]))],
+                            "choices are names or numbers"),
+    "unknown space key": (lambda t: ["search", "--space", _space(t, lambda r: r.update(decision={}))],
+                          "is not a space key"),
+    "unknown space": (lambda t: ["search", "--space", "nosuchspace"], "space not found"),
+    # model files
+    "eval bait in model yaml": (lambda t: ["predict", f"model={_model(t, activation=EVIL_ACT)}", "source=x.jpg"],
+                                "not allowed"),
+    "unknown module in model yaml": (lambda t: ["val", f"model={_text(t, 'm.yaml', BAD_MODULE)}"], "not an allowed"),
+    "model backbone not a list": (lambda t: ["val", f"model={_model(t, backbone=5)}"], "'backbone' must be a list"),
+    "model module a list": (lambda t: ["val", f"model={_model(t, row=[-1, 1, ['Conv'], [16, 3, 2]])}"], "not an allowed"),
+    "model activation a list": (lambda t: ["val", f"model={_model(t, activation=[1])}"], "not allowed"),
+    "model nc a string": (lambda t: ["val", f"model={_model(t, nc='abc')}"], "'nc' must be a positive integer"),
+    "model repeats zero": (lambda t: ["val", f"model={_model(t, row=[-1, 0, 'Conv', [16, 3, 2]])}"], "repeats"),
+    "model args code": (lambda t: ["val", f"model={_model(t, row=[-1, 1, 'Conv', ['os.system(1)']])}"], "args must be"),
+    "model yaml not utf-8": (lambda t: ["val", f"model={_text(t, 'm.yaml', NOT_UTF8)}"], "cannot be read"),
+    "model yaml is a folder": (lambda t: ["val", f"model={(t / 'f.yaml').mkdir() or t / 'f.yaml'}"], "is a folder"),
+    "unsupported model file": (lambda t: ["val", f"model={_text(t, 'm.txt', 'x')}"], "unsupported model file"),
+    "missing checkpoint": (lambda t: ["info", t / "nope.pt"], "checkpoint not found"),
+    "corrupted checkpoint": (lambda t: ["info", _text(t, "bad.pt", "garbage")], "cannot be loaded safely"),
+    "truncated checkpoint": (lambda t: ["info", _text(t, "cut.pt", _pt(t).read_bytes()[:4096])], "cannot be loaded safely"),
+    "non-detection checkpoint": (lambda t: ["info", _cls_pt(t)], "not a detection model"),
+    # mode arguments
+    "export engine without tensorrt": (lambda t: ["export", f"model={_pt(t)}", "format=engine"], "tensorrt"),
+    "unknown export format": (lambda t: ["export", f"model={_pt(t)}", "format=banana"], "unknown export format"),
+    "export format a number": (lambda t: ["export", f"model={_pt(t)}", "format=5"], "unknown export format"),
+    "imgsz not a number": (lambda t: _val(t, "imgsz=abc"), "imgsz must be"),
+    "epochs not a number": (lambda t: ["train", f"model={_pt(t)}", "epochs=abc"], "'epochs=abc' is of invalid type"),
+    "unknown mode argument": (lambda t: ["predict", f"model={_pt(t)}", "source=x.jpg", "foo=1"], "'foo' is not"),
+    "conf not a number": (lambda t: ["predict", f"model={_pt(t)}", f"source={t}", "conf=high"], "conf=high"),
+    "mode device unavailable": (lambda t: _val(t, "device=9"), "device '9' is not available"),
+    "predict source missing": (lambda t: ["predict", f"model={_pt(t)}", f"source={t / 'x.jpg'}"], "source"),
+    "coco_eval not a bool": (lambda t: _val(t, "coco_eval=maybe"), "coco_eval must be true or false"),
+    "unknown split": (lambda t: _val(t, "split=bogus"), "split must be"),
+    "argument without =": (lambda t: _val(t, "junk"), "is not key=value"),
+    "argument without a name": (lambda t: _val(t, "=5"), "no valid name"),
+    "mode without model": (lambda t: ["val", "imgsz=32"], "needs model=PATH"),
+    # search flags
+    "unknown strategy": (lambda t: ["search", "--strategy", "magic"], "unknown strategy 'magic'"),
+    "unknown objective": (lambda t: ["search", "--objectives", "map,beauty"], "unknown objective 'beauty'"),
+    "zero trials": (lambda t: ["search", "--trials", "0"], "--trials must be"),
+    "negative epochs": (lambda t: ["search", "--epochs", "-3"], "--epochs must be"),
+    "non-numeric budget": (lambda t: ["search", "--trials", "many"], "invalid int value"),
+    "float trials": (lambda t: ["search", "--trials", "3.5"], "invalid int value"),
+    "imgsz not a stride multiple": (lambda t: ["search", "--imgsz", "50"], "multiple of 32"),
+    "unwritable output dir": (lambda t: ["search", *TINY, "--project", _text(t, "afile", "x") / "runs"],
+                              "cannot create the output folder"),
+    "loss score without the fast trainer": (lambda t: ["search", "--score", "val_loss"],
+                                            "needs --estimator short-train --trainer fast"),
+    "unknown calibration proxy": (lambda t: ["calibrate", "--proxy", "short-train:accuracy"], "unknown --proxy"),
+    "unknown device": (lambda t: ["search", *TINY, "--device", "7"], "device '7' is not available"),
+    "conflicting flags": (lambda t: ["search", "--max-latency", "5", "--latency-le", "yolo11n"], "conflict"),
+    "resume with other settings": (lambda t: ["search", "--resume", t, "--trials", "3"], "args.yaml"),
+    "unknown latency target": (lambda t: ["search", "--latency-target", "abacus"], "abacus"),
+    "unknown reference point": (lambda t: ["space", "render", "yolo", "--point", "yolo99z"], "no point 'yolo99z'"),
+    "imgsz too large": (lambda t: ["search", "--imgsz", "65536"], "--imgsz"),
+    "epochs in exponent form": (lambda t: ["search", "--epochs", "1e9"], "--epochs"),
+    "max latency nan": (lambda t: ["search", "--max-latency", "nan"], "--max-latency"),
+    "eta of one": (lambda t: ["search", "--eta", "1"], "--eta"),
+    "negative rungs": (lambda t: ["search", "--halving", "--rungs=-1,1"], "--rungs"),
+    "name escaping the project": (lambda t: ["search", "--name", "../../x"], "--name"),
+    "empty name": (lambda t: ["search", "--name", ""], "--name"),
+    # storage
+    "worker sqlite file missing": (lambda t: ["worker", "--storage", f"sqlite:///{t / 'missing.db'}", "--name", "x"],
+                                   "no SQLite study database"),
+    "worker journal missing": (lambda t: ["worker", "--storage", f"journal:{t / 'missing.log'}", "--name", "x"],
+                               "no journal file"),
+    "worker empty sqlite file": (lambda t: ["worker", "--storage", f"sqlite:///{_text(t, 'e.db', b'')}", "--name", "x"],
+                                 "is empty"),
+    "worker file not sqlite": (lambda t: ["worker", "--storage", f"sqlite:///{_text(t, 'g.db', 'garbage' * 9)}",
+                                          "--name", "x"], "not an SQLite database"),
+    "worker sqlite without a study": (lambda t: ["worker", "--storage", f"sqlite:///{_sqlite(t)}", "--name", "x"],
+                                      "holds no optuna study"),
+    "worker in-memory sqlite": (lambda t: ["worker", "--storage", "sqlite://", "--name", "x"], "in-memory"),
+    "worker unreachable postgres": (lambda t: ["worker", "--storage", "postgres://nas@127.0.0.1:1/x", "--name", "x"],
+                                    "cannot open the study storage"),
+    "worker unknown storage scheme": (lambda t: ["worker", "--storage", "nosuchdb://x", "--name", "x"],
+                                      "cannot open the study storage"),
+}
+ENGINE_CASES = {  # refused by the engine before anything in the project or run is touched
+    "unknown reference in --references": (lambda t: ["search", *TINY, "--references", "yolo11x"], "yolo11x"),
+    "unreachable storage": (lambda t: ["search", *TINY, "--storage", "postgresql://nas@127.0.0.1:1/x"],
+                            "cannot open the study storage"),
+    "resume with another data": (lambda t: ["search", "--resume", _run(t, None), "--data", "coco8.yaml"], "--resume"),
+    "empty study.db under resume": (lambda t: ["search", "--resume", _run(t, b"")], "study"),
+    "corrupted study database": (lambda t: ["search", "--resume", _run(t)], "cannot be read as an optuna study"),
+}
+
+
+def _snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+def _check(tmp_path: Path, run_cli, make_args, expected: str) -> None:
     work = tmp_path / "work"
     work.mkdir()
     args = [str(a) for a in make_args(tmp_path)]
-    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
-    proc = run_cli(*args, "--project", str(work / "runs"), cwd=work) if args[0] == "search" and "--project" not in args \
-        and "--resume" not in args else run_cli(*args, cwd=work)
-    assert proc.returncode != 0
+    if args[0] == "search" and "--project" not in args and "--resume" not in args:
+        args += ["--project", str(work / "runs")]
+    before = _snapshot(tmp_path)
+    proc = run_cli(*args, cwd=work)
     err = proc.stderr.strip()
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
     assert len(err.splitlines()) == 1, err
     assert err.startswith("ultranas: error:") and expected in err, err
-    assert not (work / "runs").exists()  # no run directory left behind
+    assert proc.returncode == 2, err
+    assert _snapshot(tmp_path) == before  # nothing created, changed or removed
     assert not any(p.name == "pwned" for p in tmp_path.rglob("*"))
-    after = {p: p.stat().st_mtime_ns for p in before if p.exists()}
-    assert after == before  # nothing already written was touched
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input(case, tmp_path, run_cli):
+    _check(tmp_path, run_cli, *CASES[case])
+
+
+@pytest.mark.parametrize("case", sorted(ENGINE_CASES))
+def test_bad_input_engine(case, tmp_path, run_cli):
+    _check(tmp_path, run_cli, *ENGINE_CASES[case])
+
+
+def _search(**kw):
+    from ultranas import search
+
+    return search(progress=False, **kw)
+
+
+def _nas(t: Path):
+    from ultranas import NAS
+
+    return NAS(str(_pt(t)))
+
+
+API = {  # name: (make the inputs, the call, expected); the snapshot is taken between the two
+    "search trials as text": (lambda t: None, lambda x, t: _search(trials="3", project=str(t / "runs")),
+                              "--trials must be"),
+    "search unknown setting": (lambda t: None, lambda x, t: _search(colour="red", project=str(t / "runs")),
+                               "unknown search setting"),
+    "search bad image": (lambda t: _dataset(t, image=b"x"), lambda d, t: _search(data=str(d), project=str(t / "runs")),
+                         "cannot be decoded"),
+    "NAS unsupported file": (lambda t: _text(t, "m.txt", "x"), lambda m, t: __import__("ultranas").NAS(str(m)),
+                             "unsupported model file"),
+    "NAS val missing data": (_nas, lambda m, t: m.val(data=str(t / "nope.yaml")), "data YAML not found"),
+    "NAS val unknown argument": (_nas, lambda m, t: m.val(colour=1), "'colour' is not"),
+    "NAS val split missing": (lambda t: (_nas(t), _dataset(t)), lambda x, t: x[0].val(data=str(x[1]), split="test"),
+                              "split=test is not in"),
+    "NAS train bad label": (lambda t: (_nas(t), _dataset(t, label=NOT_UTF8)),
+                            lambda x, t: x[0].train(data=str(x[1]), project=str(t / "runs")), "is not UTF-8"),
+    "NAS train epochs as text": (_nas, lambda m, t: m.train(epochs="many", project=str(t / "runs")),
+                                 "'epochs=many' is of invalid type"),
+    "NAS export unknown format": (_nas, lambda m, t: m.export(format="banana"), "unknown export format"),
+    "NAS predict missing source": (_nas, lambda m, t: m.predict(str(t / "x.jpg")), "source"),
+    "load_space bad value": (lambda t: _space(t, lambda r: r.update(version=[1])), lambda s, t: load_space(s),
+                             "key 'version'"),
+    "safe_data_yaml missing test": (lambda t: _dataset(t, test="images/test"),
+                                    lambda d, t: __import__("ultranas.data").data.safe_data_yaml(d, t / "runs"),
+                                    "test images not found"),
+    "worker without its sqlite file": (lambda t: None, lambda x, t: __import__("ultranas.distributed").distributed.worker(
+        f"sqlite:///{t / 'missing.db'}", "x"), "no SQLite study database"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(API))
+def test_bad_input_python_api(case, tmp_path, monkeypatch):
+    make, call, expected = API[case]
+    monkeypatch.chdir(tmp_path)
+    made = make(tmp_path)
+    before = _snapshot(tmp_path)
+    with pytest.raises(UserError) as info:
+        call(made, tmp_path)
+    message = str(info.value)
+    assert expected in message and len(message.splitlines()) == 1, message
+    assert _snapshot(tmp_path) == before

@@ -1,10 +1,14 @@
 """Dataset resolution and validation: bundled coco8, a user-pointed coco128, or any data YAML, checked up front.
 
-Nothing here downloads. A dataset with missing images or labels fails with one line that names the path.
+Nothing here downloads, and nothing from a data YAML is ever run: Ultralytics executes a data YAML's ``download:``
+when a split is missing, so ultranas hands it only the checked copy :func:`safe_data_yaml` writes. A dataset with
+missing images or labels fails with one line that names the path.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +19,10 @@ from .errors import UserError
 PACKAGE_DATASETS = Path(__file__).parent / "datasets"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 COCO128_ENV = "ULTRANAS_COCO128"
+SPLITS = ("train", "val", "test")
+SAFE_KEYS = {"path", "train", "val", "test", "nc", "names", "channels"}
+SAMPLE_IMAGES = 8  # images decoded per split before anything trains
+MARKER = "# ultranas: checked data YAML (absolute folders, no download) from"
 
 
 def resolve_data(data: str | os.PathLike, coco128_dir: str | os.PathLike | None = None) -> Path:
@@ -52,41 +60,55 @@ def _label_dir(image_dir: Path) -> Path:
 
 
 def load_data_yaml(path: Path) -> dict:
-    """Parse and sanity-check a data YAML (``train``, ``val``, ``names``) without touching the images."""
+    """Parse and sanity-check a data YAML (``train``, ``val``, optional ``test``, ``names``) without reading images."""
     try:
-        cfg = yaml.safe_load(Path(path).read_text())
+        cfg = yaml.safe_load(Path(path).read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise UserError(f"data YAML {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(cfg, dict):
         raise UserError(f"data YAML {path} must be a mapping with train, val and names")
-    for key in ("train", "val"):
-        if not isinstance(cfg.get(key), str) or not cfg[key]:
+    for key in SPLITS:
+        if key == "test" and cfg.get(key) in (None, ""):
+            cfg.pop(key, None)  # no test split: nothing to check, nothing Ultralytics reads
+        elif not isinstance(cfg.get(key), str) or not cfg[key]:
             raise UserError(f"data YAML {path}: key '{key}' must be a folder of images (one string)")
+    if cfg.get("path") is not None and (not isinstance(cfg["path"], str) or not cfg["path"]):
+        raise UserError(f"data YAML {path}: key 'path' must be the dataset folder (one string)")
     names = cfg.get("names")
     if isinstance(names, list):
         names = dict(enumerate(names))
-    if not isinstance(names, dict) or not names or not all(isinstance(k, int) for k in names):
+    if not isinstance(names, dict) or not names or not all(isinstance(k, int) and not isinstance(k, bool) for k in names):
         raise UserError(f"data YAML {path}: 'names' must be a non-empty list or an index→name mapping")
     if sorted(names) != list(range(len(names))):
         raise UserError(f"data YAML {path}: 'names' indices must be 0..{len(names) - 1} without gaps")
-    if "nc" in cfg and cfg["nc"] != len(names):
+    if bad := [v for v in names.values() if not isinstance(v, (str, int, float)) or isinstance(v, bool)]:
+        raise UserError(f"data YAML {path}: class name {str(bad[0])[:40]!r} must be a plain string")
+    if "nc" in cfg and (isinstance(cfg["nc"], bool) or cfg["nc"] != len(names)):
         raise UserError(f"data YAML {path}: nc={cfg['nc']} but {len(names)} names are listed: make them agree")
-    cfg["names"] = names
-    root = Path(cfg["path"]) if cfg.get("path") else Path(path).parent
+    if cfg.get("channels") not in (None, 1, 3) or isinstance(cfg.get("channels"), bool):
+        raise UserError(f"data YAML {path}: channels must be 1 or 3, got {str(cfg['channels'])[:20]}")
+    cfg["names"] = {k: str(v) for k, v in names.items()}
+    root = Path(cfg["path"]).expanduser() if cfg.get("path") else Path(path).parent
     cfg["_root"] = root if root.is_absolute() else (Path(path).parent / root).resolve()
     return cfg
 
 
+def splits(cfg: dict) -> list[str]:
+    """The splits a data YAML defines and Ultralytics may read: train, val, and test when present."""
+    return [s for s in SPLITS if cfg.get(s)]
+
+
 def check_dataset(data: str | os.PathLike, coco128_dir=None, check_labels: bool = True) -> Path:
-    """Resolve ``data`` and verify images and labels exist and labels are well-formed. Returns the YAML path."""
+    """Resolve ``data`` and verify every split: images and labels exist, labels are well-formed, a sample of images
+    decodes. Returns the YAML path (the user's file; :func:`safe_data_yaml` writes what Ultralytics may read)."""
     path = resolve_data(data, coco128_dir)
     cfg = load_data_yaml(path)
     nc = len(cfg["names"])
-    for split in ("train", "val"):
+    for split in splits(cfg):
         image_dir = (cfg["_root"] / cfg[split]).resolve()
         if not image_dir.is_dir():
             raise UserError(f"{split} images not found: {image_dir} (from {path})")
-        images = [p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        images = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
         if not images:
             raise UserError(f"no {split} images in {image_dir} (from {path})")
         label_dir = _label_dir(image_dir)
@@ -94,15 +116,38 @@ def check_dataset(data: str | os.PathLike, coco128_dir=None, check_labels: bool 
             raise UserError(f"{split} labels not found: {label_dir} (YOLO .txt labels beside images/, from {path})")
         if check_labels:
             _check_labels(label_dir, nc, path)
+            _check_images(images)
     return path
 
 
+def _check_images(images: list[Path]) -> None:
+    """Decode up to ``SAMPLE_IMAGES`` images spread over the split: a broken image fails now, not mid-training."""
+    from PIL import Image
+
+    step = max(1, len(images) // SAMPLE_IMAGES)
+    for file in images[::step][:SAMPLE_IMAGES]:
+        try:
+            with Image.open(file) as im:
+                im.load()
+        except Exception as e:  # unidentified, truncated, decompression bomb, unreadable
+            first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+            raise UserError(f"image {file} cannot be decoded: {first}") from None
+
+
 def _check_labels(label_dir: Path, nc: int, data_path: Path) -> None:
-    files = list(label_dir.rglob("*.txt"))
+    files = sorted(label_dir.rglob("*.txt"))
     if not files:
         raise UserError(f"no label files in {label_dir} (from {data_path})")
     for file in files:
-        for n, line in enumerate(file.read_text().splitlines(), 1):
+        if not file.is_file():
+            raise UserError(f"label {file} is a folder, not a label file: remove or rename it")
+        try:
+            text = file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"label {file} is not UTF-8 text: YOLO labels are lines of 'cls x y w h'") from None
+        except OSError as e:
+            raise UserError(f"label {file} cannot be read: {e.strerror}") from None
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             where = f"{file}:{n}"
@@ -117,6 +162,57 @@ def _check_labels(label_dir: Path, nc: int, data_path: Path) -> None:
                 raise UserError(f"label {where} has class id {values[0]:g}, the data YAML has classes 0..{nc - 1}")
             if not all(0.0 <= v <= 1.0 for v in box) or box[2] <= 0 or box[3] <= 0:
                 raise UserError(f"label {where} has a box outside [0, 1] or of zero size: normalise xywh to the image")
+
+
+def safe_data_yaml(data: str | os.PathLike, out_dir: str | os.PathLike | None = None, coco128_dir=None,
+                   check_labels: bool = True) -> Path:
+    """Check ``data`` and write the copy Ultralytics may read: absolute ``path`` and split folders (resolved as
+    ultranas resolves them), ``names``/``nc``, and nothing else, so no ``download:`` is ever executed.
+
+    Written to ``out_dir/data.yaml`` (a search's run directory) or, without ``out_dir``, to
+    ``$ULTRANAS_HOME/data/`` under a name unique to the source file and its content (kept, so a checkpoint's
+    ``train_args`` stay valid). A copy written here is returned as is.
+    """
+    path = resolve_data(data, coco128_dir)
+    if is_checked_copy(path):
+        return path
+    check_dataset(path, check_labels=check_labels)
+    cfg = load_data_yaml(path)
+    safe = {"path": str(cfg["_root"].resolve())}
+    safe.update({s: str((cfg["_root"] / cfg[s]).resolve()) for s in splits(cfg)})
+    safe.update(nc=len(cfg["names"]), names=cfg["names"])
+    if cfg.get("channels"):
+        safe["channels"] = cfg["channels"]
+    text = f"{MARKER} {json.dumps(str(path))}\n" + yaml.safe_dump(safe, sort_keys=False, allow_unicode=True)
+    if not set(yaml.safe_load(text)) <= SAFE_KEYS:  # nothing but what was checked (the comment stays one line)
+        raise RuntimeError(f"checked copy of {path} would hold more than {sorted(SAFE_KEYS)}")
+    if out_dir is None:
+        from .runtime import HOME
+
+        key = hashlib.sha1(text.encode()).hexdigest()[:12]
+        out = HOME / "data" / f"{path.parent.name or 'data'}-{path.stem}-{key}.yaml"
+    else:
+        out = Path(out_dir) / "data.yaml"
+    from .fsutil import atomic_write_text
+
+    try:
+        return atomic_write_text(out, text)
+    except OSError as e:
+        raise UserError(f"cannot write the checked data YAML {out}: {e.strerror}") from None
+
+
+def is_checked_copy(path: Path) -> bool:
+    """A data YAML written by :func:`safe_data_yaml`: marker line, only known keys, absolute existing folders."""
+    try:
+        with open(path, "rb") as f:
+            if not f.readline().startswith(MARKER.encode()):
+                return False
+        cfg = load_data_yaml(path)
+    except (OSError, UserError):
+        return False
+    folders = [cfg.get("path") or ""] + [cfg[s] for s in splits(cfg)]
+    return set(cfg) - {"_root"} <= SAFE_KEYS and all(Path(p).is_absolute() for p in folders) \
+        and all(Path(cfg[s]).is_dir() for s in splits(cfg))
 
 
 def class_names(data_yaml: Path) -> dict[int, str]:

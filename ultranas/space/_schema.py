@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ PLACEHOLDERS = ("$c", "$h")  # output width, half of it
 STAGES = ("P2", "P3", "P4", "P5")
 NECK = ("N4", "N3", "N4out", "N5out")  # top-down P4, P3 output, bottom-up P4 and P5 outputs
 VOCABULARIES = ("blocks", "downsample", "spp", "attention")
+TOP_KEYS = {"name", "version", "description", *VOCABULARIES, "heads", "decisions", "points"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,12 @@ def _fail(path, key, what) -> UserError:
 
 
 def _is_scalar(v) -> bool:
-    return v is None or isinstance(v, (bool, numbers.Real)) or v in PLACEHOLDERS
+    """A block argument: null, a bool, a finite number within +-4096, or ``$c``/``$h``."""
+    if v is None or isinstance(v, bool):
+        return True
+    if isinstance(v, numbers.Real):
+        return math.isfinite(v) and abs(v) <= 4096
+    return isinstance(v, str) and v in PLACEHOLDERS
 
 
 def _block(path, vocab: str, name: str, entry) -> BlockSpec:
@@ -70,7 +77,7 @@ def _block(path, vocab: str, name: str, entry) -> BlockSpec:
         (module, args), multiple = entry, 8
     else:
         raise _fail(path, key, "must be [Module, [args]] or {module:, args:, width_multiple:}")
-    if module not in ALLOWED_MODULES:
+    if not isinstance(module, str) or module not in ALLOWED_MODULES:
         raise _fail(path, key, f"names module '{module}', which is not allowed (allowed: {', '.join(sorted(ALLOWED_MODULES))})")
     if not isinstance(args, list) or not args or args[0] != "$c":
         raise _fail(path, key, "args must be a list starting with $c (the output width)")
@@ -114,6 +121,13 @@ def load_space_file(path: str | Path) -> SpaceSpec:
     for key in ("name", "decisions", *VOCABULARIES, "heads"):
         if key not in raw:
             raise _fail(path, key, "is missing")
+    if unknown := sorted(str(k) for k in set(raw) - TOP_KEYS):
+        raise _fail(path, unknown[0], "is not a space key (see yaml_spaces/README.md)")
+    if not isinstance(raw["name"], str) or not raw["name"].strip():
+        raise _fail(path, "name", "must be a non-empty string")
+    version = raw.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _fail(path, "version", f"must be a positive integer, got {str(version)[:40]!r}")
     vocab = {}
     for v in VOCABULARIES:
         if not isinstance(raw[v], dict) or not raw[v]:
@@ -122,6 +136,12 @@ def load_space_file(path: str | Path) -> SpaceSpec:
     heads = raw["heads"]
     if not isinstance(heads, dict) or not all(isinstance(h, dict) and set(h) <= {"reg_max", "end2end"} for h in heads.values()):
         raise _fail(path, "heads", "must map names to {reg_max: int, end2end: bool}")
+    for hname, h in heads.items():
+        reg_max = h.get("reg_max", 16)
+        if isinstance(reg_max, bool) or not isinstance(reg_max, int) or not 1 <= reg_max <= 64:
+            raise _fail(path, f"heads.{hname}.reg_max", f"must be an integer in [1, 64], got {str(reg_max)[:40]!r}")
+        if not isinstance(h.get("end2end", False), bool):
+            raise _fail(path, f"heads.{hname}.end2end", "must be true or false")
     flat: dict = {}
     if not isinstance(raw["decisions"], dict):
         raise _fail(path, "decisions", "must be a mapping")
@@ -130,6 +150,8 @@ def load_space_file(path: str | Path) -> SpaceSpec:
     for name, choices in flat.items():
         if not isinstance(choices, list) or not choices:
             raise _fail(path, f"decisions.{name}", "must be a non-empty list of choices")
+        if bad := [c for c in choices if not isinstance(c, (str, int, float))]:
+            raise _fail(path, f"decisions.{name}", f"has choice {str(bad[0])[:40]!r}: choices are names or numbers")
         if len(set(map(repr, choices))) != len(choices):
             raise _fail(path, f"decisions.{name}", "lists a choice twice")
         leaf = name.rsplit(".", 1)[-1]
@@ -153,7 +175,11 @@ def load_space_file(path: str | Path) -> SpaceSpec:
     if missing := [k for k in REQUIRED if k not in decisions]:
         raise _fail(path, f"decisions.{missing[0]}", "is missing")
     points = {}
+    if not isinstance(raw.get("points") or {}, dict):
+        raise _fail(path, "points", "must map point names to designs (decision: choice)")
     for pname, node in (raw.get("points") or {}).items():
+        if not isinstance(node, dict):
+            raise _fail(path, f"points.{pname}", "must be a mapping of decision: choice")
         point: dict = {}
         _flatten("", node, point)
         for k, v in point.items():
@@ -164,6 +190,5 @@ def load_space_file(path: str | Path) -> SpaceSpec:
         if missing := [k for k in decisions if k not in point]:
             raise _fail(path, f"points.{pname}.{missing[0]}", "is missing")
         points[str(pname)] = point
-    version = raw.get("version", 1)
     return SpaceSpec(str(raw["name"]), int(version), path, vocab, decisions, points, heads,
                      str(raw.get("description", "")), vocab_of)
