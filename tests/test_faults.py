@@ -31,7 +31,7 @@ def _state(run):
 def test_kill_9_at_random_moments_then_resume(tmp_path):
     trials, rng = 10, random.Random(0)
     run = tmp_path / "exp"
-    first = [sys.executable, "-m", "ultranas", "search", "--trials", trials, "--epochs", 1, "--imgsz", 32, "--batch", 4,
+    first = [sys.executable, "-m", "ultranas", "search", "--trials", trials, "--epochs", 1, "--imgsz", 32, "--proxy-imgsz", 32, "--batch", 4,
              "--strategy", "evolution", "--objectives", "map,params", "--no-final", "--project", tmp_path]
     seen: dict = {}
     for kill in range(10):
@@ -83,7 +83,7 @@ def test_nan_and_build_failures_fail_alone(tmp_path):
     space_path.write_text(yaml.safe_dump(raw))
     space = load_space(space_path)
     broken = dict(space.point("yolo11n"), **{"P4.block": "A2C2f", "P4.width": 96})
-    cfg = SearchConfig(space=str(space_path), strategy="random", trials=4, epochs=2, imgsz=32, batch=4,
+    cfg = SearchConfig(space=str(space_path), strategy="random", trials=4, epochs=2, imgsz=32, proxy_imgsz=32, batch=4,
                        objectives=["map"], final=False, warm_start=False, project=str(tmp_path)).validate()
     run = tmp_path / "exp"
     run.mkdir()

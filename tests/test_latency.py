@@ -97,21 +97,51 @@ def test_objective_caches_in_study_and_survives_resume(space, tmp_path, counted)
     assert (obj.name, obj.direction, obj.cheap) == ("latency", "minimize", True)
     first = candidate(space, "yolo11n", tmp_path)
     v1 = obj.value(first)
-    assert v1 == first.info["latency"]["median_ms"] == first.info["latency_ms"] > 0
+    assert v1 > 0 and first.info == {}  # the objective reads; it never changes the candidate
     again = candidate(space, "yolo11n", tmp_path)
-    assert obj.value(again) == v1 and again.info["latency"] == first.info["latency"]
-    assert len(counted) == 1 and obj.cache.hits == 1
+    assert obj.value(again) == v1
+    assert len(counted) == 1 and obj.meter.cache.hits == 1
     key = L.LatencyCache.key(first.design_hash, "onnxruntime-cpu", IMGSZ, 1, 1)
-    assert study.user_attrs[key] == first.info["latency"]
+    assert study.user_attrs[key]["median_ms"] == v1 and study.user_attrs[key]["load"] is not None
 
     resumed = optuna.load_study(study_name="s", storage=storage)  # a new process resuming the run
     obj2 = L.LatencyObjective("onnxruntime-cpu", cache=L.LatencyCache(resumed), **FAST)
-    third = candidate(space, "yolo11n", tmp_path)
-    assert obj2.value(third) == v1 and third.info["latency"] == first.info["latency"]
+    assert obj2.value(candidate(space, "yolo11n", tmp_path)) == v1
     assert len(counted) == 1
 
     obj2.value(candidate(space, "yolo11n", tmp_path, imgsz=96))  # another input size is another measurement
     assert counted == [IMGSZ, 96]
+
+
+def test_spread_too_high_is_measured_again(yolo11n):
+    once = L.measure_latency(yolo11n, IMGSZ, "onnxruntime-cpu", threads=1, max_cv=10.0, **FAST)
+    thrice = L.measure_latency(yolo11n, IMGSZ, "onnxruntime-cpu", threads=1, max_cv=0.0, **FAST)
+    assert once["attempts"] == 1 and thrice["attempts"] == 3
+
+
+def test_interleaved_comparison_orders_designs_and_sees_equals(space):
+    n, s = (L.make_runner(space.render(space.point(p), 80), IMGSZ, "onnxruntime-cpu", 1) for p in ("yolo11n", "yolo11s"))
+    same = L.compare_latency(n, n, threads=1)
+    assert 0.85 < same["ratio"] < 1.15 and same["ratio_p10"] <= same["ratio"] <= same["ratio_p90"]
+    bigger = L.compare_latency(s, n, threads=1)
+    assert bigger["ratio"] > 1.5 and bigger["a_ms"] > bigger["b_ms"]
+
+
+def test_meter_times_references_itself_and_interleaves_close_calls(space, tmp_path):
+    from ultranas.objectives._meter import LatencyMeter
+
+    study = optuna.create_study()
+    meter = LatencyMeter("onnxruntime-cpu", cache=L.LatencyCache(study), **FAST)
+    ref, big, twin = (candidate(space, p, tmp_path) for p in ("yolo11n", "yolo11s", "yolo26n"))
+    stale = L.LatencyCache.key(ref.design_hash, "onnxruntime-cpu", IMGSZ, 1, 1)
+    meter.cache.put(stale, {"median_ms": 1000.0})  # an old entry taken under other load, e.g. another process
+    assert meter.measure(ref)["median_ms"] == 1000.0
+    assert meter.reference(ref)["median_ms"] < 100  # a reference is always timed by this process
+    assert meter.versus(ref, ref) == {"ratio": 1.0, "how": "same design"}
+    far = meter.versus(big, ref)
+    assert far["how"] == "separate" and far["ratio"] > 1.5  # clearly apart: no second timing needed
+    close = meter.versus(twin, ref)  # yolo26n is within the margin of yolo11n: timed again, interleaved
+    assert close["how"] == "interleaved" and 0.5 < close["ratio"] < 1.25 and close["rounds"] == 5
 
 
 def test_cache_with_in_memory_study_and_baselines(space, counted):

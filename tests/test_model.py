@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -97,11 +99,13 @@ def test_end_to_end_head_exports_nms_free(tmp_path):
     assert not any(n.op_type == "NonMaxSuppression" for n in onnx.load(onnx_path).graph.node)
 
 
-def test_torchscript_export(tmp_path):
+def test_torchscript_export(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Ultralytics' exporter writes a YAML-built model's export into the current folder
     space = load_space("yolo")
     path = tmp_path / "design.yaml"
     path.write_text(space.to_yaml(space.point("yolo11n"), nc=3))
     ts = NAS(path).export(format="torchscript", imgsz=64)
+    assert Path(ts).resolve().parent == tmp_path.resolve()
     assert torch.jit.load(ts)(torch.zeros(1, 3, 64, 64)) is not None
 
 

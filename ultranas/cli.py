@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import warnings
 
@@ -21,37 +22,56 @@ def _csv(cast=str):
 
 def _search_args(p: argparse.ArgumentParser) -> None:
     from .config import SearchConfig
+    from .strategies import STRATEGIES
 
     d = SearchConfig()
     p.add_argument("--data", default=d.data, help="data YAML; 'coco8.yaml' is bundled (default)")
     p.add_argument("--space", default=d.space, help="space name (yolo, mobile) or YAML path")
-    p.add_argument("--strategy", default=d.strategy, help="random, evolution, nsga2, tpe, rl")
-    p.add_argument("--trials", type=int, default=d.trials, help="designs to evaluate (baselines included)")
+    p.add_argument("--strategy", default=d.strategy, help=", ".join(STRATEGIES))
+    p.add_argument("--trials", type=int, default=d.trials, help="designs to train (baselines included; designs "
+                   "screened out by a limit or a latency band do not count)")
+    p.add_argument("--time-limit", type=float, default=None, help="minutes of search: no trial starts after them "
+                   "(the final stage runs after)")
     p.add_argument("--objectives", type=_csv(), default=d.objectives, help="comma list of map,latency,params,gflops")
+    p.add_argument("--focus", default=d.focus, help="bands (default): spend the trials under each reference's "
+                   "latency; front: the whole Pareto front of --objectives")
     p.add_argument("--estimator", default=d.estimator, help="short-train or zero-cost")
-    p.add_argument("--calibration", default=None, help="calibration.json from 'ultranas calibrate': use its estimator")
+    p.add_argument("--calibration", default=None, help="calibration.json from 'ultranas calibrate': use its estimator "
+                   "(it sets the proxy size, never --imgsz)")
     p.add_argument("--trainer", default=d.trainer, help="short-train trainer: ultralytics (default) or fast")
     p.add_argument("--score", default=d.score, help="short-train ranks by: map (default), loss_drop, val_loss or "
                    "train_loss (these three need --trainer fast)")
     p.add_argument("--proxy", default=d.proxy, help="zero-cost proxy (with --estimator zero-cost)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="epochs of each candidate's short schedule")
-    p.add_argument("--imgsz", type=int, default=d.imgsz)
+    p.add_argument("--imgsz", type=int, default=d.imgsz, help="deploy size: latency, limits, final retrain, found_*.pt")
+    p.add_argument("--proxy-imgsz", type=int, default=d.proxy_imgsz, help="training size of candidates while searching")
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--fraction", type=float, default=d.fraction, help="fraction of training images per candidate")
     p.add_argument("--single-cls", action="store_true", help="class-agnostic targets while searching")
     p.add_argument("--seeds", type=_csv(int), default=d.seeds, help="seeds averaged per candidate, e.g. 0,1")
+    p.add_argument("--rerank", type=int, default=d.rerank, help="re-train the K best designs of each band at a "
+                   "higher fidelity before the final stage picks one (0: off)")
+    p.add_argument("--rerank-epochs", type=int, default=d.rerank_epochs)
+    p.add_argument("--rerank-imgsz", type=int, default=None, help="default: twice --proxy-imgsz")
     p.add_argument("--halving", action="store_true", help="successive halving over --rungs")
     p.add_argument("--rungs", type=_csv(float), default=d.rungs, help="fidelities, ending at 1.0")
     p.add_argument("--eta", type=int, default=d.eta)
     p.add_argument("--no-warm-start", dest="warm_start", action="store_false", help="skip the baseline points")
-    p.add_argument("--max-latency", type=float, default=None, help="hard limit, ms")
+    p.add_argument("--max-latency", type=float, default=None, help="hard limit, ms at --imgsz")
     p.add_argument("--max-params", type=float, default=None)
     p.add_argument("--max-gflops", type=float, default=None)
     p.add_argument("--latency-le", default=None, help="hard limit: latency <= that of this point, e.g. yolo11n")
     p.add_argument("--latency-target", default=d.latency_target, help="onnxruntime-cpu, torch-cpu, torch-cuda-fp16, ...")
-    p.add_argument("--references", type=_csv(), default=d.references, help="baselines the final stage beats")
+    p.add_argument("--references", type=_csv(), default=d.references, help="baselines the final stage compares with; "
+                   "found_<scale>.pt for each")
     p.add_argument("--final-epochs", type=int, default=d.final_epochs)
+    p.add_argument("--final-seeds", type=_csv(int), default=d.final_seeds, help="seeds of the final retrain, e.g. "
+                   "0,1,2 (each design is trained once per seed)")
+    p.add_argument("--final-workers", type=int, default=d.final_workers, help="final-stage trainings run in parallel")
+    p.add_argument("--final-cache", default=None, help="JSON-lines file of final results reused across runs")
     p.add_argument("--no-final", dest="final", action="store_false", help="skip the final retrain")
+    p.add_argument("--final", dest="final", action="store_true", help="run the final retrain (the default; with "
+                   "--resume, the way to run it for a run made with --no-final)")
     p.add_argument("--device", default=d.device)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--project", default=d.project)
@@ -61,11 +81,25 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true", help="show Ultralytics' per-epoch output")
 
 
+def _given(argv: list[str]) -> set[str]:
+    """Names of the search settings given explicitly on the command line (not defaults)."""
+    p = _Parser(prog="ultranas search")
+    _search_args(p)
+    p.add_argument("--resume")
+    for action in p._actions:
+        action.default = argparse.SUPPRESS  # only what was typed lands in the namespace
+    return set(vars(p.parse_known_args(argv)[0])) - {"resume", "help"}
+
+
 def cmd_search(a) -> None:
     from .engine import search
 
-    kwargs = {k: v for k, v in vars(a).items() if k not in ("func", "resume", "command", "debug")}
-    run = search(resume=a.resume) if a.resume else search(**kwargs)
+    kwargs = {k: v for k, v in vars(a).items() if k not in ("func", "resume", "command", "debug", "argv")}
+    if a.resume:
+        given = _given(a.argv[a.argv.index("search") + 1:])
+        run = search(resume=a.resume, **{k: v for k, v in kwargs.items() if k in given})
+    else:
+        run = search(**kwargs)
     print(f"ultranas: results in {run}")
 
 
@@ -162,6 +196,8 @@ def _kv(items: list[str]) -> dict:
             key, value = item.split("=", 1)
         else:
             raise UserError(f"argument '{item}' is not key=value (e.g. model=found_n.pt source=img.jpg)")
+        if not key.isidentifier():
+            raise UserError(f"argument '{item}' has no valid name before '=' (e.g. imgsz=320)")
         try:
             parsed = yaml.safe_load(value) if value else value
         except yaml.YAMLError:
@@ -175,14 +211,16 @@ def cmd_mode(a) -> None:
     from .model import NAS
 
     kw = _kv(a.args)
-    coco_eval = bool(kw.pop("coco_eval", False))
+    coco_eval = kw.pop("coco_eval", False)
+    if not isinstance(coco_eval, bool):
+        raise UserError(f"coco_eval must be true or false, got {str(coco_eval)[:40]!r}")
     model = kw.pop("model", None)
-    if not model:
+    if not model or not isinstance(model, (str, int, float)):
         raise UserError(f"ultranas {a.command} needs model=PATH (a found_*.pt or a model .yaml)")
-    if "data" in kw:
-        from .data import check_dataset
+    if "data" in kw:  # Ultralytics gets the checked copy: absolute folders, never a 'download:' to run
+        from .data import safe_data_yaml
 
-        kw["data"] = str(check_dataset(kw["data"]))
+        kw["data"] = str(safe_data_yaml(str(kw["data"])))
     nas = NAS(str(model))
     if a.command == "predict":
         kw.setdefault("save", True)
@@ -194,10 +232,18 @@ def cmd_mode(a) -> None:
 
             if "data" not in kw:
                 raise UserError("coco_eval=true needs data=DATA_YAML")
-            r = run_coco_eval(nas, kw["data"], imgsz=int(kw.get("imgsz", 640)), device=str(kw.get("device", "cpu")),
-                              gt_json=kw.get("gt_json"))
+            data = kw.pop("data")
+            opts = {k: kw.pop(k) for k in ("gt_json", "save_dir") if kw.get(k) is not None}
+            try:
+                max_dets, imgsz = int(kw.pop("max_dets", 100)), int(kw.pop("imgsz", 640))
+            except (TypeError, ValueError):
+                raise UserError("max_dets and imgsz must be whole numbers") from None
+            r = run_coco_eval(nas, data, imgsz=imgsz, device=str(kw.pop("device", "cpu")), max_dets=max_dets,
+                              **opts, **kw)  # the rest (split, batch, conf, ...) goes to Ultralytics' validator
             print(f"ultranas: mAP50-95 Ultralytics {r['ultralytics_map']:.4f} | pycocotools {r['cocoeval_map']:.4f}   "
-                  f"mAP50 Ultralytics {r['ultralytics_map50']:.4f} | pycocotools {r['cocoeval_map50']:.4f}")
+                  f"mAP50 Ultralytics {r['ultralytics_map50']:.4f} | pycocotools {r['cocoeval_map50']:.4f}   "
+                  f"({r['images']} images, {r['detections']} validator detections, COCOeval maxDets {max_dets}"
+                  + (f"; predictions.json in {r['save_dir']})" if r["save_dir"] else ")"))
         else:
             m = nas.val(**kw)
             print(f"ultranas: mAP50-95 {m.box.map:.4f}  mAP50 {m.box.map50:.4f}")
@@ -271,14 +317,17 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore")  # library deprecation chatter is not for users; --debug shows it
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(argv)
+        signal.signal(signal.SIGTERM, _sigterm)  # a scheduler's stop is handled like Ctrl-C
         args.func(args)
         return 0
     except UserError as e:
         print(f"ultranas: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("ultranas: interrupted; finished trials are saved. Continue with: ultranas search --resume RUN_DIR",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        run = getattr(e, "run_dir", None)
+        print("ultranas: interrupted; finished trials are saved." + (f" Continue with: ultranas search --resume {run}"
+              if run else ""), file=sys.stderr)
         return 130
     except Exception as e:  # unexpected: still one line unless --debug
         if debug:
@@ -286,6 +335,10 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         print(f"ultranas: error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
 
 
 def entrypoint() -> None:

@@ -250,7 +250,6 @@ def coco_eval(model, data: str | Path, imgsz: int = 640, split: str = "val", gt_
     ``predictions.json`` (default: a temporary folder, removed).
     """
     from . import ultra
-
     from .data import safe_data_yaml
 
     if int(max_dets) < 1:

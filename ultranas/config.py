@@ -1,11 +1,24 @@
-"""Search settings: one dataclass shared by the CLI, the Python API, ``args.yaml`` and resume."""
+"""Search settings: one dataclass shared by the CLI, the Python API, ``args.yaml`` and resume.
+
+Two image sizes, as in Ultralytics: ``imgsz`` is the **deploy** size (latency, constraints, the final retrain and
+``found_*.pt``); ``proxy_imgsz`` is what candidates train at while searching.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import UserError
+
+# settings a resumed run may change: they do not alter what finished trials mean
+RESUME_SAFE = ("trials", "time_limit", "device", "verbose", "final", "final_workers", "final_epochs", "final_seeds",
+               "final_cache", "rerank", "rerank_epochs", "rerank_imgsz")
+LIMITS = {"trials": 100_000, "epochs": 10_000, "final_epochs": 10_000, "rerank_epochs": 10_000, "batch": 4096,
+          "eta": 100, "imgsz": 4096, "proxy_imgsz": 4096}
 
 
 @dataclass
@@ -14,18 +27,24 @@ class SearchConfig:
     space: str = "yolo"
     strategy: str = "evolution"
     trials: int = 8
+    time_limit: float | None = None  # minutes of search (final stage excluded); stops starting trials after it
     objectives: list[str] = field(default_factory=lambda: ["map", "latency"])
+    focus: str = "bands"  # bands: spend the budget under each reference's latency; front: the whole Pareto front
     estimator: str = "short-train"
     trainer: str = "ultralytics"  # for short-train: the stock Ultralytics trainer, or "fast" (on-device data)
     score: str = "map"  # what short-train ranks by: map, or (fast trainer) loss_drop, val_loss, train_loss
     proxy: str = "mae_entropy"
     calibration: str | None = None  # a calibration.json: its recommended estimator replaces --estimator
     epochs: int = 3
-    imgsz: int = 64
+    imgsz: int = 320  # deploy size: latency, limits, final retrain
+    proxy_imgsz: int = 64  # training size of candidates while searching
     batch: int = 8
     fraction: float = 1.0
     single_cls: bool = False
     seeds: list[int] = field(default_factory=lambda: [0])
+    rerank: int = 0  # the K best designs of each band trained again at a higher fidelity before the final stage
+    rerank_epochs: int = 16
+    rerank_imgsz: int | None = None  # default: twice --proxy-imgsz
     halving: bool = False
     rungs: list[float] = field(default_factory=lambda: [1 / 3, 1.0])
     eta: int = 3
@@ -37,6 +56,9 @@ class SearchConfig:
     latency_target: str = "onnxruntime-cpu"
     references: list[str] = field(default_factory=lambda: ["yolo11n", "yolo11s"])
     final_epochs: int = 5
+    final_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    final_workers: int = 0  # 0: one per CPU core on CPU (at most 4), 1 on a GPU
+    final_cache: str | None = None  # JSON lines of final-stage results shared across runs (references retrained once)
     final: bool = True
     device: str = "cpu"
     seed: int = 0
@@ -47,25 +69,53 @@ class SearchConfig:
     verbose: bool = False
 
     def validate(self) -> SearchConfig:
-        for key in ("data", "space", "project", "storage", "coco128", "calibration"):
-            if getattr(self, key) is not None:
-                setattr(self, key, str(getattr(self, key)))
-        self.objectives, self.references = list(self.objectives), list(self.references)
-        self.seeds, self.rungs = [int(s) for s in self.seeds], [float(r) for r in self.rungs]
-        for key in ("trials", "epochs", "imgsz", "batch", "final_epochs", "eta"):
+        for key in ("data", "space", "project", "storage", "coco128", "calibration", "final_cache", "latency_le"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise UserError(f"--{key.replace('_', '-')} must be a positive integer, got {value!r}")
-        if self.imgsz % 32:
-            raise UserError(f"--imgsz must be a multiple of 32 (the detector's largest stride), got {self.imgsz}")
+            if value is not None and not isinstance(value, (str, Path)):
+                raise UserError(f"--{_flag(key)} must be a string or path, got {type(value).__name__}")
+            if value is not None:
+                setattr(self, key, str(value))
+        for key in ("objectives", "references", "seeds", "rungs", "final_seeds"):
+            value = getattr(self, key)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise UserError(f"--{_flag(key)} must be a list, got {value!r}")
+        self.objectives, self.references = [str(o) for o in self.objectives], [str(r) for r in self.references]
+        self.seeds, self.final_seeds = _ints(self.seeds, "seeds"), _ints(self.final_seeds, "final-seeds")
+        self.rungs = [_number(r, "rungs") for r in self.rungs]
+        for key, hi in LIMITS.items():
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= hi:
+                raise UserError(f"--{_flag(key)} must be an integer in [1, {hi:,}], got {value!r}")
+        if isinstance(self.rerank, bool) or not isinstance(self.rerank, int) or not 0 <= self.rerank <= 1000:
+            raise UserError(f"--rerank must be an integer in [0, 1000] (0: off), got {self.rerank!r}")
+        for key in ("imgsz", "proxy_imgsz", "rerank_imgsz"):
+            if getattr(self, key) is None:
+                continue
+            if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), int) \
+                    or not 0 < getattr(self, key) <= 4096:
+                raise UserError(f"--{_flag(key)} must be an integer in [32, 4096], got {getattr(self, key)!r}")
+            if getattr(self, key) % 32:
+                raise UserError(f"--{_flag(key)} must be a multiple of 32 (the detector's largest stride), "
+                                f"got {getattr(self, key)}")
+        if isinstance(self.final_workers, bool) or not isinstance(self.final_workers, int) \
+                or not 0 <= self.final_workers <= 256:
+            raise UserError(f"--final-workers must be an integer in [0, 256] (0: automatic), got {self.final_workers!r}")
+        if self.eta < 2:
+            raise UserError(f"--eta must be >= 2 (keep the top 1/eta at each rung), got {self.eta}")
+        if not self.rungs or self.rungs[-1] != 1.0 or any(not 0 < r <= 1 for r in self.rungs) \
+                or self.rungs != sorted(set(self.rungs)):
+            raise UserError(f"--rungs must be increasing fidelities in (0, 1] ending at 1, got {self.rungs}")
+        self.fraction = _number(self.fraction, "fraction")
         if not 0 < self.fraction <= 1:
             raise UserError(f"--fraction must be in (0, 1], got {self.fraction}")
-        for key in ("max_latency", "max_params", "max_gflops"):
+        for key in ("max_latency", "max_params", "max_gflops", "time_limit"):
             value = getattr(self, key)
-            if value is not None and value <= 0:
-                raise UserError(f"--{key.replace('_', '-')} must be positive, got {value}")
+            if value is not None and not _number(value, key) > 0:
+                raise UserError(f"--{_flag(key)} must be a positive number, got {value}")
         if self.max_latency is not None and self.latency_le:
             raise UserError("--max-latency and --latency-le conflict: give one latency limit")
+        if self.focus not in ("bands", "front"):
+            raise UserError(f"unknown --focus '{self.focus}': choose bands or front")
         if self.trainer not in ("ultralytics", "fast"):
             raise UserError(f"unknown trainer '{self.trainer}': choose ultralytics or fast")
         from .estimation._base import SCORES
@@ -74,10 +124,14 @@ class SearchConfig:
             raise UserError(f"unknown --score '{self.score}': choose {', '.join(SCORES)}")
         if self.score != "map" and (self.trainer != "fast" or self.estimator != "short-train"):
             raise UserError(f"--score {self.score} needs --estimator short-train --trainer fast")
-        if not self.seeds:
-            raise UserError("--seeds needs at least one seed")
+        if not self.seeds or not self.final_seeds:
+            raise UserError("--seeds and --final-seeds need at least one seed each")
+        if len(set(self.final_seeds)) != len(self.final_seeds):
+            raise UserError(f"--final-seeds has a seed twice: {self.final_seeds}")
         if self.estimator == "zero-cost" and self.halving:
             raise UserError("--halving needs a training estimator; zero-cost proxies have no fidelity to raise")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", self.name) or ".." in self.name:
+            raise UserError(f"--name must be a plain folder name (letters, digits, '.', '_', '-'), got {self.name!r}")
         if self.device not in ("cpu", "mps") and not all(p.isdigit() for p in str(self.device).replace("cuda:", "").split(",")):
             raise UserError(f"unknown device '{self.device}': use cpu, 0, 0,1 or cuda:0")
         return self
@@ -87,8 +141,38 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> SearchConfig:
+        if not isinstance(d, dict):
+            raise UserError("args.yaml must be a mapping of settings")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise UserError(f"unknown setting '{unknown[0]}' in args.yaml")
         return cls(**d)
+
+
+def _flag(key: str) -> str:
+    return key.replace("_", "-")
+
+
+def _number(value, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"--{_flag(key)} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _ints(values, key: str) -> list[int]:
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**31:
+            raise UserError(f"--{key} must be non-negative integers, got {v!r}")
+        out.append(v)
+    return out
+
+
+def final_workers(cfg: SearchConfig) -> int:
+    """Parallel final trainings: as given, or one per CPU core on CPU (at most 4) and one on a GPU."""
+    import os
+
+    if cfg.final_workers:
+        return cfg.final_workers
+    return max(1, min(4, os.cpu_count() or 1)) if cfg.device == "cpu" else 1

@@ -1,13 +1,16 @@
 """The search loop: optuna study + strategy + estimator + objectives, stored in a run directory.
 
 ``search()`` is the Python API behind ``ultranas search``; ``run_worker()`` is one worker of a (shared) study.
+Each trial: propose (strategy, or its optuna sampler) -> screen (validity, duplicates, hard limits, latency band;
+cheap, before any training) -> estimate -> tell.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import math
 import os
+import random
 import socket
 import time
 from pathlib import Path
@@ -17,99 +20,109 @@ import torch
 from tqdm import tqdm
 
 from . import ultra
+from .bands import band_of, make_bands, next_band
 from .config import SearchConfig
-from .data import check_dataset, class_names, resolve_data
-from .distributed import fail_stale, heartbeat, make_storage
-from .errors import UserError
+from .data import check_dataset, class_names, safe_data_yaml
+from .distributed import fail_stale, heartbeat
+from .errors import Interrupted, RunFailed, UserError
 from .estimation import Pruned, SuccessiveHalving, make_estimator
 from .fsutil import RunLock, atomic_write_text, atomic_write_yaml
 from .objectives import Candidate, make_objectives
 from .report import write_reports
+from .rundir import absolute_paths, check_resumable, check_writable, load_run, new_run_dir, open_study
 from .space import SearchSpace, load_space
-from .strategies import make_strategy
+from .strategies import make_strategy, pareto_fitness
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TS = optuna.trial.TrialState
 COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL)
+MAX_SCREENED = 500  # proposals in a row that fail the screen before the search gives up
+TRIAL_ERRORS = (RuntimeError, FloatingPointError, ValueError, AssertionError, TypeError, KeyError, IndexError,
+                torch.OutOfMemoryError, UserError)  # a design that fails these fails alone; the search goes on
 
 
 class SearchContext:
-    """Everything one worker needs, built once: space, study, strategy, estimator, objectives."""
+    """Everything one worker needs, built once: space, study, strategy, estimator, objectives, latency bands."""
 
     def __init__(self, cfg: SearchConfig, run_dir: Path, study: optuna.Study | None = None,
-                 data_checked: bool = False):
+                 data_checked: bool = False, resume: bool = False):
+        from .objectives._meter import LatencyMeter
         from .objectives.latency import LatencyCache, LatencyObjective
 
         self.cfg, self.run_dir = cfg, run_dir
-        # preflight already scanned every label file; only resolve the path again then
-        self.data = resolve_data(cfg.data, cfg.coco128) if data_checked else check_dataset(cfg.data, cfg.coco128)
+        # Ultralytics only ever reads the checked copy (absolute folders, no 'download:' to run); preflight already
+        # scanned every label file of a new run
+        self.data = safe_data_yaml(cfg.data, run_dir, cfg.coco128, check_labels=not data_checked)
         self.nc = len(class_names(self.data))
         self.space: SearchSpace = load_space(cfg.space)
-        self.study = study or open_study(cfg, run_dir)
-        self.latency = LatencyObjective(target=cfg.latency_target, cache=LatencyCache(self.study))
-        self.objectives = make_objectives(cfg.objectives, latency=self.latency)
+        self.study = study or open_study(cfg, run_dir, resume=resume)
+        self.meter = LatencyMeter(cfg.latency_target, cache=LatencyCache(self.study))
+        self.objectives = make_objectives(cfg.objectives, latency=LatencyObjective(meter=self.meter))
         self.directions = [o.direction for o in self.objectives]
-        self.strategy = make_strategy(cfg.strategy, self.space, self.directions, seed=cfg.seed)
+        self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed)
         self.study.sampler = self.strategy.sampler()
-        self.estimator = make_estimator(cfg.estimator, self.data, epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
-                                        device=cfg.device, seeds=tuple(cfg.seeds), fraction=cfg.fraction,
-                                        single_cls=cfg.single_cls, proxy=cfg.proxy, verbose=cfg.verbose,
-                                        trainer=cfg.trainer, score=cfg.score)
+        self.estimator = make_estimator(cfg.estimator, self.data, epochs=cfg.epochs, imgsz=cfg.proxy_imgsz,
+                                        batch=cfg.batch, device=cfg.device, seeds=tuple(cfg.seeds),
+                                        fraction=cfg.fraction, single_cls=cfg.single_cls, proxy=cfg.proxy,
+                                        verbose=cfg.verbose, trainer=cfg.trainer, score=cfg.score)
         self.halving = SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None
-        self._reference_ms: dict[str, float] = {}
+        self._candidates: dict[str, Candidate] = {}
+        self.limits = [r for r in [cfg.latency_le] if r]  # references every design must not be slower than
+        self.references = {r: self.reference(r) for r in dict.fromkeys(self.limits + self._band_references())}
+        ms = {r: self.meter.reference(c)["median_ms"] for r, c in self.references.items()}
+        self.bands = make_bands(self._band_references(), ms) if cfg.focus == "bands" else []
+
+    def _band_references(self) -> list[str]:
+        """The references whose latency bands the search fills (``focus=bands``): ``--references`` (the final
+        stage's goals, also under ``--no-final``), else the ``--latency-le`` point."""
+        if self.cfg.focus != "bands":
+            return []
+        return [r for r in self.cfg.references if r in self.space.points] or list(self.limits)
+
+    def reference(self, name: str) -> Candidate:
+        return self.candidate(self.space.point(name), self.run_dir / "final" / name)
 
     def candidate(self, g: dict, workdir: Path) -> Candidate:
+        """The design as estimators see it: deploy size (``imgsz``) and training size while searching."""
+        h = self.space.design_hash(g, self.nc)
+        if h in self._candidates:
+            return self._candidates[h]
         imgsz = self.space.imgsz(g, self.cfg.imgsz)
+        train = max(32, round(self.cfg.proxy_imgsz * imgsz / self.cfg.imgsz / 32) * 32)  # the space's size, scaled
         model_dict = self.space.render(g, self.nc)
-        cand = Candidate(g, model_dict, self.space.design_hash(g, self.nc), imgsz, workdir)
+        cand = Candidate(g, model_dict, h, imgsz, workdir, train_imgsz=train)
         model = ultra.build_model(model_dict)
-        cand.info.update(params=ultra.count_params(model), gflops=round(ultra.gflops(model, imgsz), 4))
-        cand.info["latency_ms"] = self.latency.value(cand)
+        cand.info.update(params=ultra.count_params(model), gflops=round(ultra.gflops(model, imgsz), 4),
+                         imgsz=imgsz, proxy_imgsz=train)
+        self._candidates[h] = cand
         return cand
 
-    def reference_latency(self, name: str) -> float:
-        """Latency of a named point, measured like every design (once per context)."""
-        if name not in self._reference_ms:
-            g = self.space.point(name)
-            self._reference_ms[name] = self.candidate(g, self.run_dir / "references" / name).info["latency_ms"]
-        return self._reference_ms[name]
-
-    def constraint_violation(self, cand: Candidate) -> str | None:
+    def judge(self, cand: Candidate) -> str | None:
+        """Fill the cheap facts (latency, ratios to every reference) and return why the design is screened out,
+        or ``None`` if it may be trained."""
         cfg, info = self.cfg, cand.info
-        limit = cfg.max_latency
-        if cfg.latency_le:
-            limit = self.reference_latency(cfg.latency_le)
-        if limit is not None and info["latency_ms"] > limit:
-            return f"latency {info['latency_ms']:.2f} ms > limit {limit:.2f} ms"
+        if "latency_ms" not in info:
+            info["latency"] = self.meter.measure(cand)
+            info["latency_ms"] = info["latency"]["median_ms"]
+            info["latency_vs"] = {r: self.meter.versus(cand, ref) for r, ref in self.references.items()}
         if cfg.max_params is not None and info["params"] > cfg.max_params:
             return f"params {info['params']:,} > limit {cfg.max_params:,.0f}"
         if cfg.max_gflops is not None and info["gflops"] > cfg.max_gflops:
             return f"GFLOPs {info['gflops']:.2f} > limit {cfg.max_gflops:.2f}"
+        if cfg.max_latency is not None and info["latency_ms"] > cfg.max_latency:
+            return f"latency {info['latency_ms']:.2f} ms > limit {cfg.max_latency:.2f} ms"
+        for r in self.limits:
+            if (ratio := info["latency_vs"][r]["ratio"]) > 1.0:
+                return f"latency {ratio:.3f}x {r}'s > 1"
+        if self.bands and (band := band_of(self.bands, info["latency_vs"])) is None:
+            ratios = ", ".join(f"{r} {v['ratio']:.2f}x" for r, v in info["latency_vs"].items())
+            return f"latency outside every band ({ratios})"
+        info["band"] = band.reference if self.bands else None
         return None
 
 
-def storage_url(cfg: SearchConfig, run_dir: Path) -> str:
-    return cfg.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
-
-
-def open_study(cfg: SearchConfig, run_dir: Path) -> optuna.Study:
-    directions = ["maximize" if o == "map" else "minimize" for o in cfg.objectives]
-    url = storage_url(cfg, run_dir)
-    try:
-        storage = make_storage(url)
-        study = optuna.create_study(storage=storage, study_name=cfg.name, directions=directions, load_if_exists=True)
-    except Exception as e:  # corrupt database, unreachable server, bad URL
-        raise UserError(f"cannot open the study storage {url}: {str(e).splitlines()[0][:200]}") from None
-    if [d.name.lower() for d in study.directions] != directions:
-        raise UserError(f"study '{cfg.name}' in {url} has other objectives; use a new --name")
-    if "config" not in study.user_attrs:
-        study.set_user_attr("config", cfg.to_dict())  # what 'ultranas worker' joins with
-        study.set_user_attr("run_dir", str(run_dir.resolve()))
-    return study
-
-
 def counted(study: optuna.Study) -> int:
-    """Trials that used the budget: finished, not duplicates, not interrupted, not invalid. A trial failed by a
+    """Trials that used the budget: finished, not duplicates, not interrupted, not screened. A trial failed by a
     heartbeat timeout (its worker died, so no ``failure`` was recorded) is not counted: its retry is."""
     return sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED)
                if not t.user_attrs.get("uncounted") and (t.state != TS.FAIL or "failure" in t.user_attrs))
@@ -142,21 +155,71 @@ def _done_by_hash(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
             if "hash" in t.user_attrs and not t.user_attrs.get("duplicate_of")}
 
 
-def _running_elsewhere(study: optuna.Study, trial: optuna.Trial, h: str) -> bool:
-    """Another live worker is evaluating the same design right now."""
-    return any(t.user_attrs.get("hash") == h and t.number != trial.number
-               for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)))
+def _seen_hashes(study: optuna.Study) -> set[str]:
+    """Designs finished, running or screened out already: not worth proposing again."""
+    return {t.user_attrs["hash"] for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.RUNNING, TS.PRUNED))
+            if "hash" in t.user_attrs}
+
+
+def _history(ctx: SearchContext, band) -> tuple[list, list[float]]:
+    """What a strategy may see: completed trials (of ``band``, ranked by score; or all, by Pareto fitness)."""
+    done = [t for t in ctx.study.get_trials(deepcopy=True, states=(TS.COMPLETE,))
+            if "genotype" in t.user_attrs and not t.user_attrs.get("duplicate_of") and t.values]
+    if band is not None:
+        done = [t for t in done if band.holds(t.user_attrs.get("info", {}).get("latency_vs", {}))]
+        return done, [t.user_attrs["metrics"]["score"] for t in done]
+    return done, pareto_fitness([t.values for t in done], ctx.directions)
+
+
+def suggest_genotype(space: SearchSpace, trial: optuna.Trial) -> dict:
+    """The trial's design: each decision suggested (fixed when the trial was enqueued, else the sampler's choice)."""
+    return {d: trial.suggest_categorical(d, list(c)) for d, c in space.decisions.items()}
+
+
+def propose_genotype(strategy, space: SearchSpace, history, fitness, seed: int, n_trials: int,
+                     attempt: int = 0) -> dict | None:
+    """The strategy's proposal with the engine's random stream (seeded by run seed, trial count and attempt)."""
+    return strategy.propose(history, fitness, random.Random(f"{seed}-{n_trials}-{attempt}"))
+
+
+def propose(ctx: SearchContext) -> None:
+    """Enqueue the strategy's next design that passes the screen (cheap checks only; nothing is trained here).
+
+    Strategies that leave the choice to their optuna sampler are screened inside the trial instead.
+    """
+    counts: dict[str, int] = {}
+    for t in ctx.study.get_trials(deepcopy=False, states=COUNTED):
+        if not t.user_attrs.get("uncounted") and (band := t.user_attrs.get("info", {}).get("band")):
+            counts[band] = counts.get(band, 0) + 1
+    band = next_band(ctx.bands, counts) if ctx.bands else None
+    history, fitness = _history(ctx, band)
+    seen = _seen_hashes(ctx.study)
+    for attempt in range(MAX_SCREENED):
+        g = propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed, len(ctx.study.trials), attempt)
+        if g is None:
+            return  # the sampler proposes inside the trial
+        if not ctx.space.check(g)[0] or (h := ctx.space.design_hash(g, ctx.nc)) in seen:
+            continue
+        seen.add(h)
+        try:
+            cand = ctx.candidate(g, ctx.run_dir / "trials")
+            accepted = ctx.judge(cand) is None and (band is None or cand.info["band"] == band.reference)
+        except TRIAL_ERRORS:
+            accepted = True  # cannot be built or timed: the trial records why, as a failed design
+        if accepted:
+            ctx.study.enqueue_trial(g)
+            return
+    raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
+                    + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"
+                    " relax the limits or lower --trials")
 
 
 def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float | None]:
     """Ask, build, screen, estimate and tell one trial. Returns (state, score)."""
-    g = {d: trial.suggest_categorical(d, list(c)) for d, c in ctx.space.decisions.items()}
+    g = suggest_genotype(ctx.space, trial)
     ok, reason = ctx.space.check(g)
     if not ok:
-        trial.set_user_attr("uncounted", True)
-        trial.set_user_attr("failure", f"invalid design: {reason}")
-        ctx.study.tell(trial, state=TS.FAIL)
-        return "invalid", None
+        return _tell_uncounted(ctx, trial, f"invalid design: {reason}", TS.FAIL, "invalid")
     h = ctx.space.design_hash(g, ctx.nc)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("genotype", g)
@@ -169,22 +232,19 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         trial.set_user_attr("uncounted", True)
         ctx.study.tell(trial, twin.values)
         return "duplicate", None
-    if _running_elsewhere(ctx.study, trial, h):
-        trial.set_user_attr("uncounted", True)
-        trial.set_user_attr("failure", "the same design is being evaluated by another worker")
-        ctx.study.tell(trial, state=TS.FAIL)
-        return "duplicate", None
-    workdir = ctx.run_dir / "trials" / str(trial.number)
-    workdir.mkdir(parents=True, exist_ok=True)
+    if any(t.user_attrs.get("hash") == h and t.number != trial.number
+           for t in ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))):
+        return _tell_uncounted(ctx, trial, "the same design is being evaluated by another worker", TS.FAIL,
+                               "duplicate")
     t0 = time.time()
     try:
-        cand = ctx.candidate(g, workdir)
-        atomic_write_text(workdir / "model.yaml", ctx.space.to_yaml(g, ctx.nc))
+        cand = dataclasses.replace(ctx.candidate(g, ctx.run_dir), workdir=ctx.run_dir / "trials" / str(trial.number))
+        screened = ctx.judge(cand)
         trial.set_user_attr("info", cand.info)
-        if (violation := ctx.constraint_violation(cand)) is not None:
-            trial.set_user_attr("failure", f"constraint: {violation}")
-            ctx.study.tell(trial, state=TS.PRUNED)
-            return "pruned", None
+        if screened is not None:
+            return _tell_uncounted(ctx, trial, f"screened: {screened}", TS.PRUNED, "screened")
+        cand.workdir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cand.workdir / "model.yaml", ctx.space.to_yaml(g, ctx.nc))
         if ctx.halving and ctx.estimator.trains:
             result = ctx.halving.run(ctx.estimator, cand, ctx.study, trial)
         else:
@@ -207,8 +267,7 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         ctx.study.tell(trial, state=TS.FAIL)
         ctx.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
         raise
-    except (RuntimeError, FloatingPointError, ValueError, AssertionError, TypeError, KeyError, IndexError,
-            torch.OutOfMemoryError, UserError) as e:
+    except TRIAL_ERRORS as e:
         kind = "out of memory" if isinstance(e, torch.OutOfMemoryError) else type(e).__name__
         trial.set_user_attr("failure", f"{kind}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}")
         trial.set_user_attr("time_s", round(time.time() - t0, 2))
@@ -216,30 +275,43 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         return "failed", None
 
 
+def _tell_uncounted(ctx, trial, reason: str, state, label: str) -> tuple[str, None]:
+    trial.set_user_attr("uncounted", True)
+    trial.set_user_attr("failure", reason)
+    ctx.study.tell(trial, state=state)
+    return label, None
+
+
 def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -> None:
     """Evaluate trials until the study has ``cfg.trials`` counted trials (shared across workers), then wait for the
     trials other workers are still running (a dead worker's trial is failed after its heartbeat grace and retried)."""
-    proposals_without_progress = 0
+    without_progress = 0
     bar = tqdm(total=ctx.cfg.trials, initial=min(counted(ctx.study), ctx.cfg.trials), desc="ultranas search",
                unit="trial", disable=not progress, dynamic_ncols=True)
     best = _best_score(ctx.study)
+    start, spent = time.time(), float(ctx.study.user_attrs.get("search_s", 0.0))  # earlier sessions of this run
     try:
         while counted(ctx.study) < ctx.cfg.trials:
-            if proposals_without_progress > 50:
-                raise UserError("the strategy keeps proposing invalid or already-evaluated designs; "
-                                "the space may be exhausted: lower --trials or widen the space")
+            elapsed = spent + time.time() - start
+            ctx.study.set_user_attr("search_s", round(elapsed, 1))
+            if ctx.cfg.time_limit is not None and elapsed >= 60 * ctx.cfg.time_limit:
+                print(f"ultranas: --time-limit {ctx.cfg.time_limit:g} min reached after {counted(ctx.study)} trials")
+                break
+            if without_progress > MAX_SCREENED:
+                raise UserError("the strategy keeps proposing invalid, screened or already-evaluated designs; "
+                                "the space may be exhausted: lower --trials, relax the limits or widen the space")
             fail_stale(ctx.study)
             waiting = ctx.study.get_trials(deepcopy=False, states=(TS.WAITING,))
             running = ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))
             if not waiting and counted(ctx.study) + len(running) >= ctx.cfg.trials:
                 time.sleep(poll_s)  # the rest of the budget is being evaluated by other workers
                 continue
-            if not waiting and (g := ctx.strategy.propose(ctx.study)) is not None:
-                ctx.study.enqueue_trial(g)
+            if not waiting:
+                propose(ctx)
             trial = ctx.study.ask()
             with heartbeat(ctx.study, trial):
                 state, score = evaluate_trial(ctx, trial)
-            proposals_without_progress = proposals_without_progress + 1 if state in ("invalid", "duplicate") else 0
+            without_progress = without_progress + 1 if state in ("invalid", "duplicate", "screened") else 0
             if score is not None and (best is None or score > best):
                 best = score
             bar.n = min(counted(ctx.study), ctx.cfg.trials)
@@ -250,7 +322,8 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
 
 
 def _best_score(study: optuna.Study) -> float | None:
-    scores = [t.values[0] for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,)) if t.values]
+    scores = [t.user_attrs["metrics"]["score"] for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
+              if "score" in t.user_attrs.get("metrics", {})]
     return max(scores) if scores else None
 
 
@@ -262,12 +335,19 @@ def preflight(cfg: SearchConfig) -> None:
     check_dataset(cfg.data, cfg.coco128)
     space = load_space(cfg.space)
     make_objectives(cfg.objectives, latency=_LatencyName())
-    make_strategy(cfg.strategy, space, ["maximize"], seed=cfg.seed)
+    make_strategy(cfg.strategy, space, seed=cfg.seed)
     if cfg.estimator not in ESTIMATORS:
         raise UserError(f"unknown estimator '{cfg.estimator}': choose from {', '.join(ESTIMATORS)}")
+    if cfg.estimator == "zero-cost":
+        make_estimator(cfg.estimator, cfg.data, epochs=1, imgsz=cfg.proxy_imgsz, batch=1, device="cpu",
+                       proxy=cfg.proxy)
     get_target(cfg.latency_target)
-    if cfg.latency_le:
-        space.point(cfg.latency_le)
+    for name in [cfg.latency_le] * bool(cfg.latency_le) + cfg.references:
+        space.point(name)  # a typo fails here, not after the search
+    if cfg.storage:
+        from .rundir import check_storage_url
+
+        check_storage_url(cfg.storage, connect=True)
     if cfg.device not in ("cpu", "mps"):
         ids = [int(p) for p in str(cfg.device).replace("cuda:", "").split(",")]
         if max(ids) >= torch.cuda.device_count():
@@ -279,71 +359,56 @@ class _LatencyName:
     name, direction, cheap = "latency", "minimize", True
 
 
-def new_run_dir(cfg: SearchConfig) -> Path:
-    from ultralytics.utils.files import increment_path
-
-    project = Path(cfg.project)
-    try:
-        project.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create the output folder {project}: {e.strerror}") from None
-    run_dir = increment_path(project / cfg.name, exist_ok=False, mkdir=False)
-    try:
-        run_dir.mkdir(parents=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to the output folder {run_dir}: {e.strerror}") from None
-    return run_dir
-
-
-def load_run(resume: str | Path) -> tuple[SearchConfig, Path]:
-    import yaml
-
-    run_dir = Path(resume)
-    args = run_dir / "args.yaml"
-    if not args.is_file():
-        raise UserError(f"--resume {run_dir}: no args.yaml there; give a run directory made by 'ultranas search'")
-    try:
-        cfg = SearchConfig.from_dict(yaml.safe_load(args.read_text()))
-    except (yaml.YAMLError, TypeError) as e:
-        raise UserError(f"{args} is damaged: {str(e).splitlines()[0]}") from None
-    return cfg.validate(), run_dir
-
-
 def search(resume: str | Path | None = None, progress: bool = True, **kwargs) -> Path:
-    """Run (or resume) a search; returns the run directory. Keyword arguments are ``SearchConfig`` fields."""
+    """Run (or resume) a search; returns the run directory. Keyword arguments are ``SearchConfig`` fields; with
+    ``resume``, only settings that keep the finished trials meaningful may be given (``trials`` to extend ...)."""
     if resume:
-        if kwargs:
-            raise UserError(f"--resume takes its settings from the run's args.yaml; drop {', '.join(kwargs)}")
-        cfg, run_dir = load_run(resume)
+        cfg, run_dir = load_run(resume, kwargs)
+        check_resumable(cfg, run_dir)  # before anything in the run is touched
+        check_writable(run_dir)
     else:
         unknown = sorted(set(kwargs) - set(SearchConfig.__dataclass_fields__))
         if unknown:
             raise UserError(f"unknown search setting '{unknown[0]}'")
-        cfg = SearchConfig(**kwargs).validate()
+        try:
+            cfg = SearchConfig(**kwargs).validate()
+        except TypeError as e:
+            raise UserError(f"bad search setting: {e}") from None
         if cfg.calibration:
             from .estimation.calibrate import apply_calibration
 
             print(f"ultranas: {apply_calibration(cfg, cfg.calibration)}")
             cfg.validate()
         preflight(cfg)  # every check that can fail runs before the run directory exists
+        absolute_paths(cfg)
         run_dir = new_run_dir(cfg)
-    with RunLock(run_dir):
-        if not resume:
-            atomic_write_yaml(run_dir / "args.yaml", cfg.to_dict())
-        ctx = SearchContext(cfg, run_dir, data_checked=not resume)
-        if resume:
-            recover_interrupted(ctx.study)
-        warm_start(ctx)
-        try:
-            run_worker(ctx, progress=progress)
-        finally:
-            with contextlib.suppress(Exception):
-                write_reports(ctx)
-        if cfg.final:
-            from .final import final_stage
+    try:
+        with RunLock(run_dir):
+            atomic_write_yaml(run_dir / "args.yaml", cfg.to_dict())  # on resume: keeps --trials / --device changes
+            ctx = SearchContext(cfg, run_dir, data_checked=not resume, resume=bool(resume))
+            if resume:
+                recover_interrupted(ctx.study)
+            warm_start(ctx)
+            try:
+                run_worker(ctx, progress=progress)
+            finally:
+                try:
+                    write_reports(ctx)
+                except OSError as e:
+                    print(f"ultranas: warning: could not write the reports in {run_dir}: {e.strerror}")
+            if cfg.rerank and any(t.state == TS.COMPLETE for t in ctx.study.get_trials(deepcopy=False)):
+                from .rerank import rerank
 
-            final_stage(ctx)
+                rerank(ctx)
+            if not any(t.state == TS.COMPLETE for t in ctx.study.get_trials(deepcopy=False)):
+                raise RunFailed(f"no design completed in {run_dir}: every trial failed or was screened out (see "
+                                "leaderboard.csv, column failure); nothing to retrain")
+            if cfg.final:
+                from .final import final_stage
+
+                final_stage(ctx)
+    except KeyboardInterrupt:
+        raise Interrupted(run_dir) from None
     return run_dir
+
+

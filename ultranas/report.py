@@ -18,7 +18,9 @@ def leaderboard_rows(study: optuna.Study, objective_names: list[str]) -> list[di
         for name, value in zip(objective_names, t.values or []):
             row[name] = round(value, 6)
         row.update({"score": metrics.get("score"), "map50": metrics.get("map50"),
-                    "latency_ms": info.get("latency_ms"), "params": info.get("params"), "gflops": info.get("gflops"),
+                    "latency_ms": info.get("latency_ms"), "band": info.get("band") or "",
+                    **{f"latency_vs_{r}": round(v["ratio"], 3) for r, v in info.get("latency_vs", {}).items()},
+                    "params": info.get("params"), "gflops": info.get("gflops"),
                     "train_s": metrics.get("train_s"), "time_s": t.user_attrs.get("time_s"),
                     "duplicate_of": t.user_attrs.get("duplicate_of", ""), "failure": t.user_attrs.get("failure", "")})
         rows.append(row)
@@ -32,7 +34,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
             if not any(l2 <= lat and s2 >= sc and (l2, s2) != (lat, sc) for l2, s2 in points)]
 
 
-def plot_pareto(rows: list[dict], path) -> None:
+def plot_pareto(rows: list[dict], path, score: str = "map") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,7 +54,7 @@ def plot_pareto(rows: list[dict], path) -> None:
                 ax.annotate(r["point"], (r["latency_ms"], r["score"]), textcoords="offset points", xytext=(4, 4),
                             fontsize=8, color="tab:blue")
     ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("estimated mAP50-95 (search score)")
+    ax.set_ylabel(f"search score ({score})")
     ax.set_title(f"ultranas search: {len(done)} designs")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
@@ -63,4 +65,4 @@ def plot_pareto(rows: list[dict], path) -> None:
 def write_reports(ctx) -> None:
     rows = leaderboard_rows(ctx.study, [o.name for o in ctx.objectives])
     atomic_write_csv(ctx.run_dir / "leaderboard.csv", rows)
-    plot_pareto(rows, ctx.run_dir / "pareto.png")
+    plot_pareto(rows, ctx.run_dir / "pareto.png", ctx.cfg.score if ctx.cfg.estimator == "short-train" else ctx.cfg.proxy)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import IMAGE_SUFFIXES, _label_dir, load_data_yaml, resolve_data
+from ..data import IMAGE_SUFFIXES, _label_dir, load_data_yaml, safe_data_yaml
 from ..errors import UserError
 from ._zero_cost import _letterbox, _read_labels
 
@@ -41,7 +41,7 @@ class DeviceDataset:
 
     def __init__(self, data_yaml: str | Path, imgsz: int, device: str | torch.device = "cpu", split: str = "train",
                  fraction: float = 1.0, single_cls: bool = False):
-        self.data_yaml = resolve_data(data_yaml)
+        self.data_yaml = safe_data_yaml(data_yaml, check_labels=False)  # what Ultralytics' validator reads
         cfg = load_data_yaml(self.data_yaml)
         image_dir = (cfg["_root"] / cfg[split]).resolve()
         found = image_dir.rglob("*") if image_dir.is_dir() else []

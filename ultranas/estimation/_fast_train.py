@@ -327,7 +327,7 @@ class FastTrainEstimator(Estimator):
         Raises ``FloatingPointError`` if any candidate diverges (call :meth:`estimate` one by one to isolate it).
         """
         epochs = max(1, math.ceil(self.epochs * fidelity))
-        sizes = {self.imgsz or c.imgsz for c in candidates}
+        sizes = {self.imgsz or c.proxy_imgsz for c in candidates}
         if len(sizes) != 1:
             raise ValueError(f"candidates trained together need one image size, got {sorted(sizes)}")
         imgsz = sizes.pop()

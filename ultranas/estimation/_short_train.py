@@ -48,17 +48,18 @@ class ShortTrainEstimator(Estimator):
         self.data, self.epochs, self.imgsz, self.batch, self.device = data, epochs, imgsz, batch, device
         self.fraction, self.single_cls, self.seeds, self.verbose = fraction, single_cls, tuple(seeds), verbose
         self.train_overrides = train_overrides
+        self.tag = ""  # prefix of the run folders (``rerank-`` for re-ranking runs)
 
     def estimate(self, candidate: Candidate, fidelity: float = 1.0) -> dict:
         epochs = max(1, math.ceil(self.epochs * fidelity))
-        imgsz = self.imgsz or candidate.imgsz
+        imgsz = self.imgsz or candidate.proxy_imgsz
         model_yaml = candidate.workdir / "model.yaml"
         runs, t0 = [], time.time()
         for seed in self.seeds:
             args = dict(compressed_schedule(epochs, self.batch), imgsz=imgsz, batch=self.batch, device=self.device,
                         fraction=self.fraction, single_cls=self.single_cls, seed=seed, deterministic=False)
             args.update(self.train_overrides)
-            metrics, _ = ultra.train(model_yaml, self.data, candidate.workdir, f"e{epochs}-s{seed}",
+            metrics, _ = ultra.train(model_yaml, self.data, candidate.workdir, f"{self.tag}e{epochs}-s{seed}",
                                      verbose=self.verbose, **args)
             runs.append(metrics)
         mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import stats
 
 from .. import ultra
-from ..data import check_dataset, class_names
+from ..data import class_names, safe_data_yaml
 from ..errors import UserError
 from ..fsutil import atomic_savefig, atomic_write_json
 from ..objectives._base import Candidate
@@ -165,7 +165,7 @@ def calibrate(**kwargs) -> dict:
     seeds = [int(s) for s in str(a.seeds).split(",") if s.strip()] if isinstance(a.seeds, str) else list(a.seeds)
     if a.n < 3 or a.reference_epochs <= 0 or a.proxy_epochs <= 0:
         raise UserError("--n must be >= 3 and epochs positive")
-    data = check_dataset(a.data)
+    data = safe_data_yaml(a.data)  # Ultralytics reads only the checked copy
     nc, space = len(class_names(data)), load_space(a.space)
     from ultralytics.utils.files import increment_path
 
@@ -301,7 +301,7 @@ def apply_calibration(cfg, path: str | Path) -> str:
         return f"calibration {path} recommends no estimator ({report.get('verdict', '')[:120]}); keeping --estimator {cfg.estimator}"
     if best.partition(":")[0] == "short-train":
         cfg.estimator, cfg.epochs = "short-train", int(report["proxy_epochs"])
-        cfg.imgsz = int(report.get("proxy_imgsz") or report["imgsz"])
+        cfg.proxy_imgsz = int(report.get("proxy_imgsz") or report["imgsz"])  # never the deploy size (--imgsz)
         cfg.trainer = report.get("trainer", "ultralytics")
         cfg.score = best.partition(":")[2] or "map"
     elif best.startswith("zero-cost:"):

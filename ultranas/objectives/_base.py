@@ -14,9 +14,14 @@ class Candidate:
     genotype: dict
     model_dict: dict  # rendered Ultralytics model dict, nc filled in
     design_hash: str
-    imgsz: int
+    imgsz: int  # deploy size: latency, limits, the final retrain
     workdir: Path
     info: dict = field(default_factory=dict)  # cheap facts computed once: params, gflops, latency_ms, ...
+    train_imgsz: int | None = None  # training size while searching (the proxy size); None: ``imgsz``
+
+    @property
+    def proxy_imgsz(self) -> int:
+        return int(self.train_imgsz or self.imgsz)
 
 
 class Objective(ABC):

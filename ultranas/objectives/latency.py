@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -100,9 +101,33 @@ def fixed_threads(n: int):
         torch.set_num_threads(old)
 
 
+def make_runner(model_dict: dict, imgsz: int, target: str | None = None, threads: int | None = None,
+                batch: int = 1, nc: int | None = None) -> Callable[[], object]:
+    """A ready-to-time ``run()`` of one design on ``target`` (built, fused, exported where the target exports)."""
+    tgt = get_target(target)
+    if imgsz % 32 or imgsz <= 0 or imgsz > 4096:
+        raise UserError(f"latency imgsz must be a positive multiple of 32 (at most 4096), got {imgsz}")
+    with fixed_threads(int(threads or default_threads())):
+        model = prepare_model(model_dict, tgt, nc)
+        x = example_input(imgsz, batch)
+        if tgt.device == "cuda":
+            model, x = model.to("cuda"), x.to("cuda")
+            if tgt.half:
+                model, x = model.half(), x.half()
+        return tgt.runner(model, (x,), int(threads or default_threads()))
+
+
+def load_seen() -> float | None:
+    """The host's 1-minute load average (runnable processes), recorded beside every timing."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, threads: int | None = None,
                     warmup: int = 10, repeats: int = 50, batch: int = 1, max_time_s: float = 2.0,
-                    nc: int | None = None) -> dict:
+                    nc: int | None = None, max_cv: float = 0.1, attempts: int = 3) -> dict:
     """Measure one design end to end on ``target`` (default :func:`default_target`).
 
     Args:
@@ -113,32 +138,57 @@ def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, thr
         warmup: untimed calls first.
         repeats: timed calls at most; fewer once ``max_time_s`` is spent (at least 5).
         batch: images per call.
+        max_cv: a measurement whose spread (std / mean) is higher is repeated, up to ``attempts`` times in all,
+            and the least disturbed one (lowest median) is kept.
 
     Returns:
         ``median_ms`` and the other :func:`summarize` statistics, plus target, imgsz, batch, threads, host (the
-        fingerprint id) and setup_s (build + export time).
+        fingerprint id), setup_s (build + export time), attempts, and ``load`` (the host's load average).
     """
     tgt = get_target(target)
     threads = int(threads or default_threads())
-    if imgsz % 32 or imgsz <= 0:
-        raise UserError(f"latency imgsz must be a positive multiple of 32, got {imgsz}")
     t0 = time.perf_counter()
+    run = make_runner(model_dict, imgsz, tgt.name, threads, batch, nc)
+    setup_s = time.perf_counter() - t0
+    tries = []
     with fixed_threads(threads):
-        model = prepare_model(model_dict, tgt, nc)
-        x = example_input(imgsz, batch)
-        if tgt.device == "cuda":
-            model, x = model.to("cuda"), x.to("cuda")
-            if tgt.half:
-                model, x = model.half(), x.half()
-        run = tgt.runner(model, (x,), threads)
-        setup_s = time.perf_counter() - t0
-        times, dropped = time_runs(run, warmup if "compiled" not in tgt.name else max(warmup, 5), repeats,
-                                   max_time_s)
-    del run, model
+        for attempt in range(max(1, attempts)):
+            first = warmup if "compiled" not in tgt.name else max(warmup, 5)
+            times, dropped = time_runs(run, first if attempt == 0 else 2, repeats, max_time_s)
+            tries.append({**summarize(times), "preempted": dropped})
+            if tries[-1]["cv"] <= max_cv:
+                break
+    del run
     if tgt.device == "cuda":
         torch.cuda.empty_cache()
-    return {**summarize(times), "target": tgt.name, "imgsz": imgsz, "batch": batch, "threads": threads,
-            "host": host_fingerprint()["id"], "preempted": dropped, "setup_s": round(setup_s, 3)}
+    best = min(tries, key=lambda r: r["median_ms"])
+    return {**best, "target": tgt.name, "imgsz": imgsz, "batch": batch, "threads": threads,
+            "host": host_fingerprint()["id"], "setup_s": round(setup_s, 3), "attempts": len(tries),
+            "load": load_seen()}
+
+
+def compare_latency(run_a: Callable[[], object], run_b: Callable[[], object], threads: int | None = None,
+                    rounds: int = 5, per_round: int = 4, warmup: int = 3) -> dict:
+    """Time two ready runners interleaved (A B, then B A, ...) so both see the same machine load.
+
+    Returns ``ratio`` (median over rounds of median A / median B), the medians ``a_ms`` and ``b_ms``, the spread of
+    the per-round ratios (``ratio_p10``, ``ratio_p90``) and the ``load`` seen.
+    """
+    ratios, ta, tb = [], [], []
+    with fixed_threads(int(threads or default_threads())):
+        for _ in range(warmup):
+            run_a(), run_b()
+        for r in range(rounds):
+            order = (run_a, run_b) if r % 2 == 0 else (run_b, run_a)
+            first, _ = time_runs(order[0], 0, per_round)
+            second, _ = time_runs(order[1], 0, per_round)
+            a, b = (first, second) if r % 2 == 0 else (second, first)
+            ta += a
+            tb += b
+            ratios.append(statistics.median(a) / statistics.median(b))
+    q = statistics.quantiles(ratios, n=10, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 9
+    return {"ratio": statistics.median(ratios), "a_ms": statistics.median(ta), "b_ms": statistics.median(tb),
+            "ratio_p10": q[0], "ratio_p90": q[-1], "rounds": rounds, "load": load_seen()}
 
 
 # -- cache ------------------------------------------------------------------------------------------------------
@@ -200,40 +250,27 @@ def cached_latency(model_dict: dict, design_hash: str, imgsz: int, target: str |
     return result
 
 
-# -- objective --------------------------------------------------------------------------------------------------
+# -- objective ------------------------------------------------------------------------------------------------
 class LatencyObjective(Objective):
-    """Median inference latency in ms on ``target`` (minimize; cheap: known before training).
+    """Median inference latency in ms on the meter's target (minimize; cheap: known before training).
 
-    Measured once per design and cached; with a calibrated ``predictor`` (:class:`LatencyLUT`) the value is its
-    prediction instead (no export, no timing). The full record goes to ``candidate.info["latency"]``.
+    Reads :class:`~ultranas.objectives._meter.LatencyMeter` (measured once per design and cached, or predicted by a
+    calibrated LUT); it never changes the candidate.
     """
 
     name = "latency"
     direction = "minimize"
     cheap = True
 
-    def __init__(self, target: str | None = None, imgsz: int | None = None, cache: LatencyCache | None = None,
-                 predictor=None, threads: int | None = None, batch: int = 1, **measure_kw):
-        self.target = get_target(target).name  # an unusable target fails here, before any search starts
-        self.imgsz, self.batch = imgsz, batch
-        self.threads = int(threads or default_threads())
-        self.cache = cache if cache is not None else LatencyCache()
-        self.predictor, self.measure_kw = predictor, measure_kw
-        if predictor is not None and predictor.target != self.target:
-            raise UserError(f"latency predictor is for target '{predictor.target}', the objective for '{self.target}'")
+    def __init__(self, target: str | None = None, cache: LatencyCache | None = None, predictor=None,
+                 threads: int | None = None, meter=None, **measure_kw):
+        from ._meter import LatencyMeter
+
+        self.meter = meter or LatencyMeter(target, threads=threads, cache=cache, predictor=predictor, **measure_kw)
+        self.target = self.meter.target
 
     def value(self, candidate: Candidate, results: dict | None = None) -> float:
-        imgsz = int(self.imgsz or candidate.imgsz)
-        if self.predictor is not None:
-            record = {"median_ms": self.predictor.predict(candidate.model_dict), "predicted": True,
-                      "target": self.target, "imgsz": imgsz, "batch": self.batch, "threads": self.predictor.threads,
-                      "host": host_fingerprint()["id"]}
-        else:
-            record = cached_latency(candidate.model_dict, candidate.design_hash, imgsz, self.target, self.cache,
-                                    self.threads, self.batch, **self.measure_kw)
-        candidate.info["latency"] = record
-        candidate.info["latency_ms"] = record["median_ms"]
-        return float(record["median_ms"])
+        return float(self.meter.measure(candidate)["median_ms"])
 
 
 def baseline_latencies(space, target: str | None = None, imgsz: int = 640, nc: int = 80,
@@ -255,5 +292,5 @@ def __getattr__(name):  # LatencyLUT lives in _lut.py, which imports this module
 
 
 __all__ = ["TARGETS", "LatencyCache", "LatencyObjective", "LatencyTarget", "baseline_latencies",
-           "cached_latency", "default_target", "default_threads", "get_target", "host_fingerprint",
-           "measure_latency"]
+           "cached_latency", "compare_latency", "default_target", "default_threads", "get_target",
+           "host_fingerprint", "make_runner", "measure_latency"]

@@ -1,20 +1,34 @@
-"""Search strategies, by name: random, tpe, nsga2 (optuna samplers), evolution (aging), rl (REINFORCE)."""
+"""Search strategies, by name: random, evolution (aging), tpe, nsga2 (optuna samplers), rl (REINFORCE).
+
+Register a new one with :func:`register_strategy` (a ``Strategy`` subclass with a unique ``name``); the CLI's
+``--strategy`` choices are read from this registry.
+"""
 
 from ..errors import UserError
-from ._base import Strategy, finished, fitness
+from ._base import Strategy, pareto_fitness
 from ._evolution import EvolutionStrategy
 from ._optuna import NSGA2Strategy, RandomStrategy, TPEStrategy
 from ._reinforce import ReinforceStrategy
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (RandomStrategy, EvolutionStrategy, NSGA2Strategy, TPEStrategy, ReinforceStrategy)
-}
+STRATEGIES: dict[str, type[Strategy]] = {}
 
 
-def make_strategy(name: str, space, directions: list[str], seed: int = 0) -> Strategy:
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
+    """Add ``cls`` to the registry under ``cls.name`` (usable as a class decorator)."""
+    if not cls.name or cls.name in STRATEGIES:
+        raise ValueError(f"strategy name {cls.name!r} is empty or taken")
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+for _cls in (RandomStrategy, EvolutionStrategy, NSGA2Strategy, TPEStrategy, ReinforceStrategy):
+    register_strategy(_cls)
+
+
+def make_strategy(name: str, space, seed: int = 0) -> Strategy:
     if name not in STRATEGIES:
         raise UserError(f"unknown strategy '{name}': choose one of {', '.join(STRATEGIES)}")
-    return STRATEGIES[name](space, directions, seed=seed)
+    return STRATEGIES[name](space, seed=seed)
 
 
-__all__ = ["STRATEGIES", "Strategy", "finished", "fitness", "make_strategy"]
+__all__ = ["STRATEGIES", "Strategy", "make_strategy", "pareto_fitness", "register_strategy"]

@@ -1,46 +1,55 @@
-"""Search strategies: propose the next genotype from the study's history (optuna ``BaseSampler`` in spirit).
+"""Search strategies: propose the next genotype from read-only history (optuna's ``BaseSampler`` in spirit).
 
-A strategy either lets its optuna sampler choose (``propose`` returns ``None``; the engine then calls
-``trial.suggest_categorical`` for every decision) or returns a genotype itself, which the engine enqueues.
-State is rebuilt from the study on every call, so every strategy resumes, and works with many workers.
+A strategy sees only frozen, completed trials and one scalar fitness per trial (higher is better), computed by the
+engine: the search score inside a latency band, or a Pareto-rank fitness over the whole front. It either returns a
+genotype itself or ``None``, leaving the choice to its optuna sampler (``trial.suggest_categorical`` for every
+decision). Strategies keep no state between calls: it is rebuilt from the history, so they resume and work with
+many workers.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import random
+from collections.abc import Sequence
 
 import optuna
 
 from ..space import SearchSpace
 
+FrozenTrial = optuna.trial.FrozenTrial
 
-class Strategy(ABC):
+
+class Strategy:
     """One search strategy. ``sampler`` is what optuna uses for the decisions the strategy leaves open."""
 
     name: str = ""
 
-    def __init__(self, space: SearchSpace, directions: list[str], seed: int = 0):
-        self.space, self.directions, self.seed = space, directions, seed
+    def __init__(self, space: SearchSpace, seed: int = 0):
+        self.space, self.seed = space, seed
 
-    @abstractmethod
-    def sampler(self) -> optuna.samplers.BaseSampler: ...
+    def sampler(self) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.RandomSampler(seed=self.seed)
 
-    def propose(self, study: optuna.Study) -> dict | None:
-        """A genotype to evaluate next, or ``None`` to let the sampler choose."""
+    def propose(self, history: Sequence[FrozenTrial], fitness: Sequence[float], rng: random.Random) -> dict | None:
+        """A genotype to evaluate next, or ``None`` to let the sampler choose.
+
+        Args:
+            history: completed trials (each with ``user_attrs["genotype"]``), oldest first; read-only.
+            fitness: one scalar per trial of ``history``, higher is better.
+            rng: the random stream for this proposal (seeded by the engine, so runs repeat).
+        """
         return None
 
 
-def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Completed trials, oldest first."""
-    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-
-
-def fitness(trials: list[optuna.trial.FrozenTrial], directions: list[str]) -> list[float]:
-    """Scalar fitness (higher is better): Pareto rank first, then the first objective."""
+def pareto_fitness(values: Sequence[Sequence[float]], directions: Sequence[str]) -> list[float]:
+    """Scalar fitness over several objectives (higher is better): minus the number of points that dominate it,
+    then, to break ties within a rank, the first objective's rank scaled into [0, 0.5) — never more than a rank."""
     signs = [1.0 if d == "maximize" else -1.0 for d in directions]
-    vals = [[s * v for s, v in zip(signs, t.values)] for t in trials]
+    vals = [[s * v for s, v in zip(signs, vs)] for vs in values]
 
     def dominated_by(a):
         return sum(all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a)) for b in vals)
 
-    return [-dominated_by(v) + 1e-3 * v[0] for v in vals]
+    firsts = sorted({v[0] for v in vals})
+    tie = {x: 0.5 * i / len(firsts) for i, x in enumerate(firsts)}
+    return [-dominated_by(v) + tie[v[0]] for v in vals]

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import random
-
-import optuna
-
-from ._base import Strategy, finished, fitness
+from ._base import Strategy
 
 
 class EvolutionStrategy(Strategy):
@@ -20,20 +16,14 @@ class EvolutionStrategy(Strategy):
         self.population_size, self.sample_size = population_size, sample_size
         self.crossover_prob, self.mutations = crossover_prob, mutations
 
-    def sampler(self):
-        return optuna.samplers.RandomSampler(seed=self.seed)
-
-    def propose(self, study: optuna.Study) -> dict | None:
-        history = [t for t in finished(study) if "genotype" in t.user_attrs]
-        rng = random.Random(f"{self.seed}-{len(study.trials)}")
-        if len(history) < min(self.population_size, 2):
+    def propose(self, history, fitness, rng):
+        if len(history) < 2:
             return self.space.sample(rng)
-        population = history[-self.population_size:]
-        scores = fitness(population, self.directions)
+        population = list(zip(history, fitness))[-self.population_size:]
 
         def tournament():
             picks = rng.sample(range(len(population)), min(self.sample_size, len(population)))
-            return population[max(picks, key=lambda i: scores[i])].user_attrs["genotype"]
+            return population[max(picks, key=lambda i: population[i][1])][0].user_attrs["genotype"]
 
         parent = tournament()
         if rng.random() < self.crossover_prob:

@@ -1,4 +1,4 @@
-"""Strategies that are optuna samplers: random search, TPE, NSGA-II (not re-implemented here)."""
+"""Random search, and the strategies that are optuna samplers: TPE, NSGA-II (not re-implemented here)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from ._base import Strategy
 
 
 class RandomStrategy(Strategy):
+    """Uniform over the space's valid designs (proposed here, so latency bands can screen them before a trial)."""
+
     name = "random"
 
-    def sampler(self):
-        return optuna.samplers.RandomSampler(seed=self.seed)
+    def propose(self, history, fitness, rng):
+        return self.space.sample(rng)
 
 
 class TPEStrategy(Strategy):

@@ -1,0 +1,145 @@
+"""Final stage (#13): deploy size vs search size, seeds with a verdict, one checkpoint per reference, no silent
+fallbacks, and resume that refuses settings which would change what finished trials mean."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+import yaml
+
+from ultranas.space import load_space
+
+TINY = ["--data", "coco8.yaml", "--epochs", "1", "--batch", "4", "--strategy", "random", "--final-epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def two_refs(tmp_path_factory):
+    """A real tiny search: deploy 64 px, search 32 px, two references, two final seeds."""
+    import subprocess
+    import sys
+
+    project = tmp_path_factory.mktemp("final")
+    proc = subprocess.run([sys.executable, "-m", "ultranas", "search", *TINY, "--trials", "3", "--imgsz", "64",
+                           "--proxy-imgsz", "32", "--final-seeds", "0,1", "--final-workers", "2", "--rerank", "1",
+                           "--rerank-epochs", "1", "--rerank-imgsz", "64",
+                           "--references", "yolo11n,yolo26n", "--project", str(project)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return project / "exp", proc.stdout
+
+
+def test_trials_train_at_the_proxy_size_and_the_final_stage_at_the_deploy_size(two_refs):
+    run, _ = two_refs
+    trial_args = list(run.glob("trials/*/e1-s0/args.yaml"))
+    assert trial_args and all(yaml.safe_load(p.read_text())["imgsz"] == 32 for p in trial_args)
+    final_args = list(run.glob("final/*-s*/args.yaml"))
+    assert final_args and all(yaml.safe_load(p.read_text())["imgsz"] == 64 for p in final_args)
+    board = list(csv.DictReader((run / "leaderboard.csv").read_text().splitlines()))
+    assert any(r["latency_vs_yolo11n"] for r in board if r["state"] == "COMPLETE")
+
+
+def test_every_reference_gets_its_own_checkpoint_trained_at_the_deploy_size(two_refs):
+    from ultranas.ultra import load_checkpoint
+
+    run, _ = two_refs
+    for ref in ("yolo11n", "yolo26n"):  # both end in 'n': named after the reference, not the scale
+        ckpt = load_checkpoint(run / f"found_{ref}.pt")
+        info = ckpt["ultranas"]
+        assert info["reference"] == ref and info["imgsz"] == 64 and info["proxy_imgsz"] == 32
+        assert ckpt["train_args"]["imgsz"] == 64 and ckpt["train_args"]["seed"] == info["best_seed"]
+        assert len(info["map50_95"]["values"]) == 2 and info["final_seeds"] == [0, 1]
+        assert info["latency_ratio"] <= 1.0 and info["verdict"][0].startswith(f"found_{ref}:")
+    assert not (run / "found_n.pt").exists()
+
+
+def test_comparison_has_per_seed_columns_and_the_verdict_is_printed(two_refs):
+    run, stdout = two_refs
+    rows = list(csv.DictReader((run / "comparison.csv").read_text().splitlines()))
+    for r in rows:
+        seeds = [float(r["map50_95_s0"]), float(r["map50_95_s1"])]
+        assert float(r["map50_95_mean"]) == pytest.approx(sum(seeds) / 2, abs=1e-4)
+        assert r["role"] in ("found", "reference", "hand-designed") and int(r["imgsz"]) == 64
+    assert {r["reference"] for r in rows if r["role"] == "reference"} == {"yolo11n", "yolo26n"}
+    assert "found_yolo11n: " in stdout and "2 seeds)" in stdout
+    assert "not distinguishable from seed noise" in stdout  # coco8 from scratch: every model scores 0
+
+
+def test_rerank_rescores_each_bands_best_and_its_reference_before_the_final_choice(two_refs):
+    import optuna
+
+    run, stdout = two_refs
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
+    records = {k.split(":", 1)[1]: v for k, v in study.user_attrs.items() if k.startswith("rerank:")}
+    by_hash = {t.user_attrs["hash"]: t for t in study.trials if "hash" in t.user_attrs}
+    points = {by_hash[h].user_attrs.get("point") for h in records}
+    assert {"yolo11n", "yolo26n"} <= points  # each band's reference is re-scored beside its best design
+    assert all(r["setting"] == {"imgsz": 64, "epochs": 1} for r in records.values())
+    rerank_args = list(run.glob("trials/*/rerank-e1-s0/args.yaml"))
+    assert len(rerank_args) == len(records) and all(yaml.safe_load(p.read_text())["imgsz"] == 64 for p in rerank_args)
+    assert "re-ranking" in stdout
+
+
+def test_resume_refuses_conflicting_settings_and_extends_trials(tmp_path, run_cli):
+    first = run_cli("search", *TINY, "--trials", "2", "--imgsz", "32", "--proxy-imgsz", "32", "--no-final",
+                    "--project", tmp_path / "p", "--objectives", "map")
+    assert first.returncode == 0, first.stderr[-2000:]
+    run = tmp_path / "p" / "exp"
+    args_before = (run / "args.yaml").read_text()
+    bad = run_cli("search", "--resume", run, "--epochs", "9")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "--epochs 9 conflicts with the run's 1" in bad.stderr
+    assert (run / "args.yaml").read_text() == args_before
+    more = run_cli("search", "--resume", run, "--trials", "3")
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert yaml.safe_load((run / "args.yaml").read_text())["trials"] == 3
+    board = list(csv.DictReader((run / "leaderboard.csv").read_text().splitlines()))
+    assert sum(r["state"] == "COMPLETE" and not r["duplicate_of"] for r in board) >= 3
+
+
+def test_python_api_resume_with_a_conflicting_setting_is_refused(tmp_path):
+    from ultranas.engine import search
+    from ultranas.errors import UserError
+
+    run = search(data="coco8.yaml", trials=1, epochs=1, imgsz=32, proxy_imgsz=32, batch=4, final=False,
+                 warm_start=True, objectives=["map"], project=tmp_path, progress=False)
+    with pytest.raises(UserError, match="--data .* conflicts"):
+        search(resume=run, data=str(load_space("yolo").path))  # any other data set
+
+
+def test_a_search_where_no_design_completes_fails_loudly(tmp_path, run_cli):
+    raw = yaml.safe_load(load_space("yolo").path.read_text())
+    raw["blocks"]["A2C2f"]["width_multiple"] = 8  # lets through a design that Ultralytics cannot build
+    broken = dict(load_space("yolo").point("yolo11n"), **{"P4.block": "A2C2f", "P4.width": 96})
+    for key, value in broken.items():  # a space of exactly that one design
+        stage, _, leaf = key.partition(".")
+        if leaf:
+            raw["decisions"][stage][leaf] = [value]
+        else:
+            raw["decisions"][key] = [value]
+    raw["points"] = {}
+    space = tmp_path / "broken.yaml"
+    space.write_text(yaml.safe_dump(raw))
+    proc = run_cli("search", *TINY, "--trials", "1", "--imgsz", "32", "--proxy-imgsz", "32", "--space", space,
+                   "--references", "", "--project", tmp_path / "p")
+    assert proc.returncode == 1
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ultranas: error:")]
+    assert len(errors) == 1 and errors[0].startswith("ultranas: error: no design completed")
+    assert not list((tmp_path / "p").rglob("found_*.pt"))
+
+
+def test_final_verdict_arithmetic():
+    from ultranas.verdict import Stats, compare, verdict_lines
+
+    a, b = Stats((0.41, 0.42, 0.40)), Stats((0.38, 0.39, 0.37))
+    assert compare(a, b) == "better" and compare(b, a) == "worse"
+    assert compare(Stats((0.41, 0.45, 0.37)), b) == "indistinguishable"  # gap 0.03 < 2 x pooled sd 0.03
+    assert compare(Stats((0.5,)), Stats((0.1,))) == "one seed"
+    line = verdict_lines("found_n", a, "yolo11n", b, "yolo11n", b, 0.93, None, False)
+    assert line == ["found_n: 0.410 ± 0.010 vs yolo11n 0.380 ± 0.010 (+3.0 pts, 3 seeds), latency 0.93x: "
+                    "better beyond seed noise"]
+
+
+def test_cpu_threads_are_left_alone():
+    assert torch.get_num_threads() >= 1

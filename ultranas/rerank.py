@@ -1,0 +1,75 @@
+"""Re-rank the best designs at a higher fidelity before the final stage picks one.
+
+With a cheap, noisy score, the design that tops a long search is partly the luckiest one (the winner's curse): its
+score overstates it. ``--rerank K`` trains the K best designs of each latency band (by search score) once more, at
+``--rerank-imgsz`` for ``--rerank-epochs`` epochs with the search's trainer, and scores them by mAP50-95; the band's
+reference is re-scored too, so the final stage can see whether anything beat it at that fidelity. The final stage
+then takes the best re-ranked design. Results are stored in the study (``rerank:<design hash>``), so a resumed run
+re-ranks nothing twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+
+from .estimation import make_estimator
+
+TS = optuna.trial.TrialState
+
+
+def rerank_setting(cfg) -> dict:
+    return {"imgsz": cfg.rerank_imgsz or 2 * cfg.proxy_imgsz, "epochs": cfg.rerank_epochs}
+
+
+def records(study: optuna.Study, setting: dict) -> dict[str, dict]:
+    """Re-rank results at ``setting``, by design hash."""
+    return {k.split(":", 1)[1]: v for k, v in study.user_attrs.items()
+            if k.startswith("rerank:") and isinstance(v, dict) and v.get("setting") == setting}
+
+
+def rerank(ctx) -> list[int]:
+    """Re-score the top ``cfg.rerank`` designs of each band (and each band's reference); returns trial numbers."""
+    cfg = ctx.cfg
+    setting = rerank_setting(cfg)
+    done = [t for t in ctx.study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
+            if "genotype" in t.user_attrs and not t.user_attrs.get("duplicate_of") and "metrics" in t.user_attrs]
+    groups = [[t for t in done if t.user_attrs.get("info", {}).get("band") == b.reference] for b in ctx.bands] \
+        if ctx.bands else [done]
+    chosen = []
+    for band, group in zip(ctx.bands or [None], groups):
+        top = sorted(group, key=lambda t: -t.user_attrs["metrics"]["score"])[:cfg.rerank]
+        ref = next((t for t in group if band is not None and t.user_attrs.get("point") == band.reference), None)
+        for t in [*top, ref]:
+            if t is not None and all(t.number != c.number for c in chosen):
+                chosen.append(t)
+    known = records(ctx.study, setting)
+    todo = [t for t in chosen if t.user_attrs["hash"] not in known]
+    if not todo:
+        return [t.number for t in chosen]
+    estimator = make_estimator(cfg.estimator if cfg.estimator != "zero-cost" else "short-train", ctx.data,
+                               epochs=setting["epochs"], imgsz=setting["imgsz"], batch=cfg.batch, device=cfg.device,
+                               seeds=tuple(cfg.seeds), fraction=cfg.fraction, single_cls=cfg.single_cls,
+                               verbose=cfg.verbose, trainer=cfg.trainer, score="map", train_imgsz=setting["imgsz"])
+    estimator.tag = "rerank-"
+    print(f"ultranas: re-ranking {len(todo)} design(s) at {setting['imgsz']} px, {setting['epochs']} epochs",
+          flush=True)
+    for t in todo:
+        cand = ctx.candidate(t.user_attrs["genotype"], ctx.run_dir / "trials" / str(t.number))
+        t0 = time.time()
+        result = estimator.estimate(cand)
+        record = {"setting": setting, "score": result["map"], "map50": result["map50"],
+                  "search_score": t.user_attrs["metrics"]["score"], "train_s": round(time.time() - t0, 1)}
+        ctx.study.set_user_attr(f"rerank:{t.user_attrs['hash']}", {**record, "trial": t.number})
+        print(f"ultranas: re-ranked trial {t.number}{' (' + t.user_attrs['point'] + ')' if 'point' in t.user_attrs else ''}: "
+              f"mAP50-95 {result['map']:.4f} (search score {record['search_score']:.4f})", flush=True)
+    return [t.number for t in chosen]
+
+
+def rank_key(t: optuna.trial.FrozenTrial, known: dict[str, dict]) -> tuple:
+    """Sort key, best first: re-ranked designs (``known``: :func:`records`) by their mAP, then by search score."""
+    rr = known.get(t.user_attrs.get("hash"))
+    if rr is not None:
+        return (0, -rr["score"])
+    return (1, -t.user_attrs["metrics"]["score"])
