@@ -31,8 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import ultranas  # noqa: E402,F401
 from ultranas.objectives._base import Candidate  # noqa: E402
-from ultranas.objectives._meter import LatencyMeter  # noqa: E402
-from ultranas.objectives.latency import host_fingerprint, load_seen, measure_latency  # noqa: E402
+from ultranas.objectives.latency import LatencyMeter, host_fingerprint, load_seen, measure_latency  # noqa: E402
 from ultranas.space import load_space  # noqa: E402
 
 LOAD = """

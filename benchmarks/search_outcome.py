@@ -45,6 +45,7 @@ def args() -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--trainer", default="fast")
     ap.add_argument("--score", default="loss_drop")
+    ap.add_argument("--band-floor", type=float, default=0.85, help="the band: latency in (floor, 1] x the reference's")
     ap.add_argument("--rerank", type=int, default=4, help="designs re-ranked per band after the search")
     ap.add_argument("--rerank-epochs", type=int, default=16)
     ap.add_argument("--rerank-imgsz", type=int, default=128)
@@ -66,6 +67,7 @@ def search_flags(a, strategy: str, project: Path) -> list:
     return ["search", "--data", a.data, "--strategy", strategy, "--trials", 100000, "--time-limit", a.time_limit,
             "--imgsz", a.imgsz, "--proxy-imgsz", a.proxy_imgsz, "--epochs", a.epochs, "--batch", a.batch,
             "--trainer", a.trainer, "--score", a.score, "--references", a.reference, "--focus", "bands",
+            "--band-floor", a.band_floor,
             "--rerank", a.rerank, "--rerank-epochs", a.rerank_epochs, "--rerank-imgsz", a.rerank_imgsz,
             "--final-epochs", a.final_epochs, "--final-seeds", a.final_seeds, "--final-cache",
             project / "final_cache.jsonl", "--no-final", "--project", project, "--name", strategy]
@@ -110,7 +112,7 @@ def collect(a, project: Path, timings: dict) -> dict:
            "budget": {"time_limit_min": a.time_limit, "parallel": "one search per CPU core, both at once",
                       "rerank": f"top {a.rerank} + the reference at {a.rerank_imgsz} px, {a.rerank_epochs} epochs (mAP)",
                       "estimator": f"short-train, {a.trainer} trainer, {a.proxy_imgsz} px, {a.epochs} epochs, "
-                                   f"score {a.score}, batch {a.batch}", "focus": f"bands (<= {a.reference})"},
+                                   f"score {a.score}, batch {a.batch}", "focus": f"bands ({a.band_floor} to 1.0 x {a.reference}'s latency)"},
            "final": {"epochs": a.final_epochs, "seeds": a.final_seeds, "trainer": "ultralytics"},
            "timings": timings, "strategies": {}}
     for s in STRATEGIES:
@@ -132,7 +134,7 @@ def collect(a, project: Path, timings: dict) -> dict:
             best = max(best, t.user_attrs["metrics"]["score"])
             best_so_far.append(round(best, 4))
         out["strategies"][s] = {
-            "trials_trained": len(done), "screened_or_duplicate": len(trials) - len(done),
+            "trials_trained": len(done), "screened_or_duplicate": len(trials) - len(done) + study.user_attrs.get("screened", 0),
             "search_s": study.user_attrs.get("search_s"), "best_score_so_far": best_so_far,
             "found": {**found, "genotype": ckpt_info.get("genotype"), "search_trial": ckpt_info.get("search_trial"),
                       "search_score": ckpt_info.get("search_score"), "rerank": ckpt_info.get("rerank"),

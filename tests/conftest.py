@@ -77,3 +77,27 @@ def small_mobile(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("spaces") / "mobile_small.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def cli_forked():
+    """Like ``run_cli`` but each command line is a child forked from a server that imported ultranas once
+    (``tests/_cli_fork_server.py``): a real process with its own cwd, output and exit code, minus ~2 s of imports."""
+    import json
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_cli_fork_server.py"))],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert json.loads(server.stdout.readline()).get("ready"), "the CLI fork server did not start"
+
+    def run(*args, cwd, timeout=600):
+        server.stdin.write(json.dumps({"args": [str(a) for a in args], "cwd": str(cwd), "timeout": timeout}) + "\n")
+        server.stdin.flush()
+        r = json.loads(server.stdout.readline())
+        return SimpleNamespace(returncode=r["rc"], stdout=r["stdout"], stderr=r["stderr"])
+
+    yield run
+    server.stdin.close()
+    server.wait(timeout=60)

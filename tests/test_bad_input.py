@@ -212,7 +212,9 @@ CASES = {
     "unknown calibration proxy": (lambda t: ["calibrate", "--proxy", "short-train:accuracy"], "unknown --proxy"),
     "unknown device": (lambda t: ["search", *TINY, "--device", "7"], "device '7' is not available"),
     "conflicting flags": (lambda t: ["search", "--max-latency", "5", "--latency-le", "yolo11n"], "conflict"),
-    "resume with other settings": (lambda t: ["search", "--resume", t, "--trials", "3"], "args.yaml"),
+    "resume without a run": (lambda t: ["search", "--resume", t, "--trials", "3"], "no args.yaml there"),
+    "resume with other settings": (lambda t: ["search", "--resume", _run(t), "--epochs", "9"],
+                                   "--epochs 9 conflicts with the run's 1"),
     "unknown latency target": (lambda t: ["search", "--latency-target", "abacus"], "abacus"),
     "unknown reference point": (lambda t: ["space", "render", "yolo", "--point", "yolo99z"], "no point 'yolo99z'"),
     "imgsz too large": (lambda t: ["search", "--imgsz", "65536"], "--imgsz"),
@@ -272,13 +274,18 @@ def _check(tmp_path: Path, run_cli, make_args, expected: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input(case, tmp_path, run_cli):
-    _check(tmp_path, run_cli, *CASES[case])
+def test_bad_input(case, tmp_path, cli_forked):
+    _check(tmp_path, cli_forked, *CASES[case])
 
 
 @pytest.mark.parametrize("case", sorted(ENGINE_CASES))
-def test_bad_input_engine(case, tmp_path, run_cli):
-    _check(tmp_path, run_cli, *ENGINE_CASES[case])
+def test_bad_input_engine(case, tmp_path, cli_forked):
+    _check(tmp_path, cli_forked, *ENGINE_CASES[case])
+
+
+def test_the_console_entry_itself_answers_bad_input_in_one_line(tmp_path, run_cli):
+    """The cases above run forked from an imported server; this one goes through ``python -m ultranas`` itself."""
+    _check(tmp_path, run_cli, *CASES["missing data yaml"])
 
 
 def _search(**kw):

@@ -14,8 +14,8 @@ import optuna
 import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 
-from ultranas.distributed import driver_url
 from ultranas.local_postgres import LocalPostgres
+from ultranas.storage import driver_url
 
 TS = optuna.trial.TrialState
 
@@ -29,8 +29,13 @@ def postgres():
     server.stop()
 
 
+_STORAGES: dict[str, optuna.storages.RDBStorage] = {}
+
+
 def _load(name: str, url: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=driver_url(url))
+    """The study through one storage (one connection pool) per URL: polling must not use up the server's clients."""
+    storage = _STORAGES.setdefault(url, optuna.storages.RDBStorage(driver_url(url)))
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def _cli(*args, **kw):
@@ -43,7 +48,7 @@ def test_workers_share_a_study_and_a_killed_workers_trial_is_retried(postgres, t
     name, trials = "dist", 6
     coordinator = _cli("search", "--storage", postgres, "--name", name, "--trials", trials, "--epochs", 3,
                        "--imgsz", 32, "--batch", 4, "--strategy", "random", "--objectives", "map",
-                       "--no-final", "--project", tmp_path, cwd=tmp_path)
+                       "--focus", "front", "--no-final", "--project", tmp_path, cwd=tmp_path)
     deadline = time.time() + 120
     while time.time() < deadline:  # the study exists once the coordinator has started
         try:
@@ -94,10 +99,71 @@ def test_worker_for_a_missing_study_is_one_line(postgres, run_cli, scheme):
 
 
 def test_plain_postgres_urls_open_a_study(postgres):
-    from ultranas.distributed import make_storage
+    from ultranas.storage import make_storage
 
     assert driver_url(postgres).startswith("postgresql+psycopg2://")
     for i, url in enumerate((postgres, postgres.replace("postgresql://", "postgres://"))):
         study = optuna.create_study(storage=make_storage(url), study_name=f"plain{i}")
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
         assert len(_load(f"plain{i}", postgres).trials) == 2
+
+
+def test_resume_leaves_a_trial_that_a_live_worker_is_running_alone(postgres, tmp_path):
+    """The coordinator is stopped (SIGTERM, as a scheduler does) while a worker trains; 'ultranas search --resume'
+    starts during that trial. It must not fail (and re-queue) the live worker's trial: only trials whose worker
+    stopped beating are failed, by optuna's stale-heartbeat check."""
+    name, trials = "live", 2
+    coordinator = _cli("search", "--storage", postgres, "--name", name, "--trials", trials, "--epochs", 30,
+                       "--imgsz", 32, "--proxy-imgsz", 32, "--batch", 4, "--strategy", "random", "--objectives", "map",
+                       "--references", "", "--no-warm-start", "--no-final", "--project", tmp_path, cwd=tmp_path)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            _load(name, postgres)
+            break
+        except KeyError:
+            time.sleep(0.5)
+    worker = _cli("worker", "--storage", postgres, "--name", name, "--quiet", cwd=tmp_path)
+    live = training = None
+    deadline = time.time() + 300
+    while time.time() < deadline and (live is None or training is None):  # both are training a design
+        for t in _load(name, postgres).get_trials(states=(TS.RUNNING,)):
+            if t.user_attrs.get("worker", "").endswith(f":{worker.pid}") and "genotype" in t.user_attrs:
+                live = t.number
+            if t.user_attrs.get("worker", "").endswith(f":{coordinator.pid}") and \
+                    list((tmp_path / name / "trials" / str(t.number)).glob("*/results.csv")):
+                training = t.number  # past its start-up (a stop during an import is another story)
+        time.sleep(0.3)
+    assert live is not None and training is not None, "the worker and the coordinator never trained at once"
+    coordinator.send_signal(signal.SIGTERM)
+    assert coordinator.wait(timeout=120) == 130, coordinator.stderr.read()[-2000:]
+    before = _load(name, postgres).user_attrs.get("search_s")
+    resumed = _cli("search", "--resume", tmp_path / name, cwd=tmp_path)
+    seen_by_resume = None
+    while seen_by_resume is None and resumed.poll() is None:  # the resumed search is past its recovery ...
+        study = _load(name, postgres)
+        if study.user_attrs.get("search_s") != before or any(t.user_attrs.get("worker", "").endswith(
+                f":{resumed.pid}") for t in study.trials):
+            seen_by_resume = study.trials[live].state
+        time.sleep(0.3)
+    assert seen_by_resume == TS.RUNNING, {
+        TS.FAIL: "the resumed search failed the trial a live worker is running",
+        TS.COMPLETE: "the worker's trial ended before the resumed search started: raise --epochs"}.get(seen_by_resume)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-2000:]
+    assert worker.wait(timeout=300) == 0, worker.stderr.read()[-2000:]  # it finished its trial and stopped normally
+
+    study = _load(name, postgres)
+    mine = study.trials[live]
+    assert mine.state == TS.COMPLETE and "failure" not in mine.user_attrs  # ... and left it to the worker
+    assert not [t for t in study.trials if t.user_attrs.get("retry_of") == live]  # nothing re-queued for it
+    counted = [t for t in study.trials if t.state == TS.COMPLETE and not t.user_attrs.get("uncounted")]
+    pids = {str(coordinator.pid): "coordinator", str(worker.pid): "worker", str(resumed.pid): "resumed"}
+    story = "; ".join(f"{t.number} {t.state.name} {pids.get(t.user_attrs.get('worker', ':').rsplit(':', 1)[1])} "
+                      f"{t.user_attrs.get('failure', '')} {t.datetime_start and t.datetime_start.time()}-"
+                      f"{t.datetime_complete and t.datetime_complete.time()}" for t in study.trials if t.datetime_start)
+    assert len(counted) == trials and len({t.user_attrs["hash"] for t in counted}) == trials, story
+    assert {t.user_attrs["worker"].rsplit(":", 1)[1] for t in counted} == {str(worker.pid), str(resumed.pid)}, story
+    stopped = study.trials[training]  # the coordinator's own trial: failed on SIGTERM, re-run by the resumed search
+    assert stopped.state == TS.FAIL and stopped.user_attrs["failure"] == "interrupted (Ctrl-C); re-queued", story
+    assert [t.state for t in study.trials if t.user_attrs.get("retry_of") == training] == [TS.COMPLETE], story
+    assert not [t for t in study.trials if t.state == TS.RUNNING]

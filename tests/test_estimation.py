@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import optuna
 import pytest
+import yaml
 
 from ultranas.estimation import compressed_schedule
 from ultranas.estimation.calibrate import calibrate, rank_correlation, seed_noise
@@ -27,17 +29,34 @@ def test_seed_noise_detects_a_reference_that_cannot_rank():
     assert not shuffled["reference_ranks"] and shuffled["seed_pair_tau"] == -1.0
 
 
-def test_compressed_schedule_is_complete():
-    s = compressed_schedule(8, 16)
-    assert s["epochs"] == 8 and 0 < s["warmup_epochs"] < 8 and s["close_mosaic"] == 2 and s["nbs"] == 16
+def test_compressed_schedule_is_complete(tmp_path, synthetic):
+    """The schedule is whole when Ultralytics runs it: warmup ends inside the first epoch, the LR decays linearly to
+    lr0 * lrf by the last epoch, mosaic closes for the last one, and no gradients are accumulated."""
+    s = compressed_schedule(4, 16)
+    assert s["nbs"] == 16 and 0 < s["warmup_epochs"] < 1 and s["close_mosaic"] == 1 and not s["val"]
+    from ultranas import ultra
+    from ultranas.space import load_space
+
+    space = load_space("yolo")
+    (tmp_path / "m.yaml").write_text(space.to_yaml(space.point("yolov8n"), nc=3))
+    ultra.train(tmp_path / "m.yaml", synthetic, tmp_path, "run", imgsz=32, batch=16, device="cpu", fraction=0.5,
+                seed=0, **s)  # 64 images: 4 batches per epoch
+    rows = list(csv.DictReader((tmp_path / "run" / "results.csv").read_text().splitlines()))
+    assert [int(float(r["epoch"])) for r in rows] == [1, 2, 3, 4]  # every epoch ran, no more
+    lr = [float(r["lr/pg0"]) for r in rows]
+    expected = [s["lr0"] * ((1 - e / 4) * (1 - s["lrf"]) + s["lrf"]) for e in range(4)]  # linear decay, 4 epochs
+    assert lr == pytest.approx(expected, rel=1e-6), lr  # warmup over after 0.4 x 4 steps; not a 100-epoch curve
+    args = yaml.safe_load((tmp_path / "run" / "args.yaml").read_text())
+    assert (args["nbs"], args["batch"], args["close_mosaic"], args["optimizer"]) == (16, 16, 1, "SGD")
 
 
 def test_successive_halving_stops_weak_designs_in_a_real_multi_objective_run(tmp_path, synthetic, small_mobile):
     from ultranas.engine import search
 
-    run = search(data=str(synthetic), strategy="random", trials=5, epochs=8, imgsz=128, batch=16, halving=True,
+    run = search(data=str(synthetic), strategy="random", trials=5, epochs=6, imgsz=128, proxy_imgsz=128, batch=16,
+                 trainer="fast", score="loss_drop", halving=True,  # a score without mAP's ties at 0 early on
                  rungs=[0.5, 1.0], eta=2, objectives=["map", "latency"], warm_start=True, space=small_mobile,
-                 final=False, progress=False, project=tmp_path)
+                 final=False, progress=False, project=tmp_path, focus="front")
     study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -81,25 +100,33 @@ def test_calibrate_reuses_its_reference_cache_with_the_fast_trainer(tmp_path):
 
 @pytest.mark.parametrize("proxy", ["zero-cost:mae_entropy", "zero-cost:synflow"])
 def test_estimators_score_designs_differently(proxy, synthetic, tmp_path):
+    """The estimator calibrate builds (from its own settings) scores each design with that proxy at the calibration's
+    --imgsz: the same number as the proxy run by hand on the design, and a different one per design."""
+    import math
     import random
 
-    from ultranas.estimation.calibrate import _proxy_estimators
+    from ultranas import ultra
+    from ultranas.estimation._zero_cost import ZERO_COST_PROXIES, load_batches, seeded
+    from ultranas.estimation.calibrate import _proxy_estimators, _settings
     from ultranas.objectives import Candidate
     from ultranas.space import load_space
 
-    class A:
-        proxy_epochs, batch, device, seed, verbose, imgsz = 3, 16, "cpu", 0, False, 64
-
+    a = _settings({"imgsz": 96, "proxy_epochs": 3, "seed": 0})
     space = load_space("mobile")
-    est, key = _proxy_estimators([proxy], synthetic, A)[proxy]
+    est, key = _proxy_estimators([proxy], synthetic, a)[proxy]
     assert key == "score"
+    batch = load_batches(synthetic, 96, est.batch_size, 1, 0)[0]
     scores = []
     for i, g in enumerate([space.point("yolo11n"), space.sample(random.Random(1)), space.sample(random.Random(2))]):
-        g = dict(g, imgsz=224)
         work = tmp_path / str(i)
         work.mkdir()
         (work / "model.yaml").write_text(space.to_yaml(g, 3))
-        scores.append(est.estimate(Candidate(g, space.render(g, 3), space.design_hash(g, 3), 64, work))["score"])
+        cand = Candidate(g, space.render(g, 3), space.design_hash(g, 3), space.imgsz(g, a.imgsz), work)
+        scores.append(est.estimate(cand)["score"])
+        with seeded(0):
+            model = ultra.build_model(cand.model_dict)
+        by_hand = ZERO_COST_PROXIES[proxy.split(":")[1]](model, batch, seed=0)
+        assert scores[-1] == pytest.approx(by_hand, rel=1e-9) and math.isfinite(by_hand)
     assert len(set(round(s, 6) for s in scores)) == 3, scores
 
 
@@ -117,11 +144,12 @@ def test_search_takes_its_estimator_from_a_calibration(tmp_path):
     path.write_text(json.dumps({**report, "recommended": "short-train"}))
     cfg = SearchConfig()
     apply_calibration(cfg, path)
-    assert (cfg.estimator, cfg.epochs, cfg.imgsz, cfg.trainer) == ("short-train", 2, 96, "ultralytics")
+    assert (cfg.estimator, cfg.epochs, cfg.proxy_imgsz, cfg.trainer) == ("short-train", 2, 96, "ultralytics")
+    assert cfg.imgsz == SearchConfig().imgsz  # the calibration sets the proxy size, never the deploy size
     path.write_text(json.dumps({**report, "recommended": "short-train:val_loss", "trainer": "fast", "proxy_imgsz": 64}))
     cfg = SearchConfig()
     apply_calibration(cfg, path)
-    assert (cfg.trainer, cfg.score, cfg.imgsz) == ("fast", "val_loss", 64) and cfg.validate()
+    assert (cfg.trainer, cfg.score, cfg.proxy_imgsz, cfg.imgsz) == ("fast", "val_loss", 64, 320) and cfg.validate()
     path.write_text(json.dumps({**report, "recommended": None, "verdict": "the reference cannot rank"}))
     cfg = SearchConfig(estimator="short-train", epochs=3)
     assert "recommends no estimator" in apply_calibration(cfg, path) and cfg.epochs == 3

@@ -32,7 +32,7 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
     trials, rng = 10, random.Random(0)
     run = tmp_path / "exp"
     first = [sys.executable, "-m", "ultranas", "search", "--trials", trials, "--epochs", 1, "--imgsz", 32, "--proxy-imgsz", 32, "--batch", 4,
-             "--strategy", "evolution", "--objectives", "map,params", "--no-final", "--project", tmp_path]
+             "--strategy", "evolution", "--objectives", "map,params", "--focus", "front", "--no-final", "--project", tmp_path]
     seen: dict = {}
     for kill in range(10):
         args = first if kill == 0 else [sys.executable, "-m", "ultranas", "search", "--resume", run]
@@ -84,7 +84,7 @@ def test_nan_and_build_failures_fail_alone(tmp_path):
     space = load_space(space_path)
     broken = dict(space.point("yolo11n"), **{"P4.block": "A2C2f", "P4.width": 96})
     cfg = SearchConfig(space=str(space_path), strategy="random", trials=4, epochs=2, imgsz=32, proxy_imgsz=32, batch=4,
-                       objectives=["map"], final=False, warm_start=False, project=str(tmp_path)).validate()
+                       objectives=["map"], final=False, warm_start=False, focus="front", project=str(tmp_path)).validate()
     run = tmp_path / "exp"
     run.mkdir()
     ctx = SearchContext(cfg, run)

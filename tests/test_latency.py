@@ -63,11 +63,31 @@ def test_cpu_target_measures_a_real_design(target, yolo11n):
     json.dumps(m)  # storable as an optuna user attr
 
 
-def test_default_target_and_fingerprint():
-    if not torch.cuda.is_available():
-        assert L.default_target() == "onnxruntime-cpu"
+def test_default_target_and_fingerprint(monkeypatch):
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    from ultranas.objectives import _targets
+
     fp = L.host_fingerprint()
-    assert fp["cpu"] and fp["cores"] >= 1 and fp["torch"] == torch.__version__ and len(fp["id"]) == 10
+    assert fp["cores"] == os.cpu_count() and fp["torch"] == torch.__version__ and fp["cpu"]
+    assert fp["available_cores"] == len(os.sched_getaffinity(0))
+    # the id is a hash of every field (CPU, cores, GPU, torch/onnxruntime/tensorrt): change one, another host
+    fields = {k: v for k, v in fp.items() if k != "id"}
+    assert fp["id"] == hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+    # ... and stable across processes, or a resumed run would never find its cached latencies
+    child = subprocess.run([sys.executable, "-c", "from ultranas.objectives.latency import host_fingerprint as h; "
+                            "print(h()['id'])"], capture_output=True, text=True, timeout=120)
+    assert child.stdout.strip() == fp["id"], child.stderr[-500:]
+    key = L.LatencyCache.key("abc", "onnxruntime-cpu", 64, 1, 1)
+    assert key.endswith(f":{fp['id']}") and key != L.LatencyCache.key("abc", "onnxruntime-cpu", 64, 1, 1, host="x")
+    # the default target follows the hardware: the GPU's where torch sees one
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert L.default_target() == "onnxruntime-cpu" and L.get_target(None).name == "onnxruntime-cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert L.default_target() == _targets.default_target() == "torch-cuda-fp16"
 
 
 @pytest.mark.parametrize("target,message", [
@@ -128,7 +148,7 @@ def test_interleaved_comparison_orders_designs_and_sees_equals(space):
 
 
 def test_meter_times_references_itself_and_interleaves_close_calls(space, tmp_path):
-    from ultranas.objectives._meter import LatencyMeter
+    from ultranas.objectives.latency import LatencyMeter
 
     study = optuna.create_study()
     meter = LatencyMeter("onnxruntime-cpu", cache=L.LatencyCache(study), **FAST)

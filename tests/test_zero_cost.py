@@ -56,8 +56,13 @@ def _candidate(space, g: dict, nc: int, tmp_path) -> Candidate:
                      imgsz=IMGSZ, workdir=tmp_path)
 
 
-def test_registry_has_the_proxies():
+def test_registry_and_the_baselines_known_answers(designs, batch):
     assert {"mae_entropy", "synflow", "zico", "params", "gflops"} <= set(ZERO_COST_PROXIES)
+    for d in designs:  # the baselines are exactly what they say: log parameters, log GFLOPs at the batch's size
+        model = _build(d)
+        assert ZERO_COST_PROXIES["params"](model, batch) == pytest.approx(math.log(ultra.count_params(model)), rel=1e-12)
+        assert ZERO_COST_PROXIES["gflops"](model, batch) == pytest.approx(math.log(ultra.gflops(model, IMGSZ)),
+                                                                            rel=1e-12)
 
 
 def test_load_batches_shapes_and_cache():
@@ -82,12 +87,57 @@ def test_split_batch_renumbers(batch):
     assert all(set(h["batch_idx"].tolist()) <= {0.0, 1.0} for h in halves)
 
 
+def _other_images(batch: dict) -> dict:
+    """The same labels and image size, other pixels."""
+    return {**batch, "img": torch.rand(batch["img"].shape, generator=torch.Generator().manual_seed(9))}
+
+
 @pytest.mark.parametrize("proxy", sorted(ZERO_COST_PROXIES))
 def test_proxy_finite_and_discriminates(proxy, designs, batch):
     fn = ZERO_COST_PROXIES[proxy]
     scores = [fn(_build(d), batch) for d in designs]
     assert all(math.isfinite(s) for s in scores), scores
     assert len({round(s, 9) for s in scores}) == 3, scores
+
+
+# What each proxy may depend on, by its definition: a proxy returning noise, or reading the wrong input, fails these.
+# mae_entropy re-draws Gaussian weights and input (only the architecture and the image size count); synflow runs
+# |weights| on an all-ones input (the images do not count, nor the weights' signs); params/gflops see the design only.
+INVARIANT = {"mae_entropy": ("weights", "images"), "synflow": ("images", "signs"), "params": ("weights", "images"),
+             "gflops": ("weights", "images")}
+
+
+@pytest.mark.parametrize("proxy", sorted(INVARIANT))
+def test_proxy_depends_only_on_what_it_reads(proxy, designs, batch):
+    fn = ZERO_COST_PROXIES[proxy]
+    score = fn(_build(designs[0], seed=0), batch)
+    if "weights" in INVARIANT[proxy]:
+        assert fn(_build(designs[0], seed=1), batch) == pytest.approx(score, rel=1e-9)
+    if "images" in INVARIANT[proxy]:
+        assert fn(_build(designs[0], seed=0), _other_images(batch)) == pytest.approx(score, rel=1e-9)
+    if "signs" in INVARIANT[proxy]:
+        flipped = _build(designs[0], seed=0)
+        with torch.no_grad():
+            for p in flipped.parameters():
+                p.neg_()
+        assert fn(flipped, batch) == pytest.approx(score, rel=1e-9)
+        assert fn(_build(designs[0], seed=1), batch) != pytest.approx(score, rel=1e-6)  # but it reads the weights
+
+
+def test_zico_reads_the_gradients_of_the_real_batch(designs, batch):
+    """ZiCo is mean |g| / std(g) over mini-batches: the labels move it, and two identical mini-batches (std 0) are
+    refused rather than scored."""
+    model = _build(designs[0])
+    score = ZERO_COST_PROXIES["zico"](model, batch)
+    relabelled = {**batch, "cls": (batch["cls"] + 1) % 80}
+    assert ZERO_COST_PROXIES["zico"](model, relabelled) != pytest.approx(score, rel=1e-6)
+    half = split_batch(batch, 2)[0]
+    n = half["img"].shape[0]
+    twice = {"img": torch.cat([half["img"], half["img"]]), "cls": torch.cat([half["cls"], half["cls"]]),
+             "bboxes": torch.cat([half["bboxes"], half["bboxes"]]),
+             "batch_idx": torch.cat([half["batch_idx"], half["batch_idx"] + n])}
+    with pytest.raises(FloatingPointError, match="identical"):
+        ZERO_COST_PROXIES["zico"](model, twice)
 
 
 @pytest.mark.parametrize("proxy", sorted(ZERO_COST_PROXIES))
@@ -100,16 +150,16 @@ def test_proxy_deterministic_and_leaves_model_alone(proxy, designs, batch):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_wider_design_has_more_params(space, batch):
+@pytest.mark.parametrize("proxy", ["params", "gflops", "synflow", "mae_entropy"])
+def test_wider_design_scores_higher(proxy, space, batch):
     g = space.point("yolo11n")
     wide = dict(g)
     for key, choices in space.decisions.items():
         if key.endswith("width"):
             wide[key] = max(choices)
     assert space.check(wide)[0]
-    narrow_score = ZERO_COST_PROXIES["params"](_build(space.render(g, nc=80)), batch)
-    wide_score = ZERO_COST_PROXIES["params"](_build(space.render(wide, nc=80)), batch)
-    assert wide_score > narrow_score
+    fn = ZERO_COST_PROXIES[proxy]
+    assert fn(_build(space.render(wide, nc=80)), batch) > fn(_build(space.render(g, nc=80)), batch)
 
 
 def test_estimator_end_to_end_on_coco8(space, tmp_path):

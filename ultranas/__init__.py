@@ -1,6 +1,6 @@
 """ultranas: neural architecture search for Ultralytics YOLO detectors."""
 
-from . import runtime  # noqa: F401  (must come first: puts Ultralytics in offline mode)
+from . import runtime  # noqa: F401  (first: Ultralytics' offline switches, set in the environment; cheap)
 
 __version__ = "0.1.0"
 

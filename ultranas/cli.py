@@ -1,13 +1,15 @@
 """``ultranas`` command line: search, worker, calibrate, space, info, and Ultralytics-style predict/val/train/export.
 
-Every user mistake is one line on stderr and exit code 2; Ctrl-C is exit 130 with how to resume.
+Every user mistake is one line on stderr and exit code 2; Ctrl-C is exit 130 with how to resume. Choices and help
+of ``--strategy``, ``--objectives``, ``--estimator``, ``--proxy``, ``--latency-target`` and ``calibrate
+--estimators`` are read from the registries. Only the command being run gets its flags built (those read the
+registries, which import torch), so ``ultranas --help``, ``space`` and ``info`` start fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import warnings
 
@@ -20,28 +22,39 @@ def _csv(cast=str):
     return lambda s: [cast(x) for x in s.split(",") if x.strip()]
 
 
+def _names(registry) -> str:
+    return ", ".join(registry)
+
+
 def _search_args(p: argparse.ArgumentParser) -> None:
     from .config import SearchConfig
+    from .estimation import ESTIMATORS, SCORES, TRAINERS
+    from .estimation._zero_cost import ZERO_COST_PROXIES
+    from .objectives import OBJECTIVES
+    from .objectives._targets import TARGETS
     from .strategies import STRATEGIES
 
     d = SearchConfig()
     p.add_argument("--data", default=d.data, help="data YAML; 'coco8.yaml' is bundled (default)")
     p.add_argument("--space", default=d.space, help="space name (yolo, mobile) or YAML path")
-    p.add_argument("--strategy", default=d.strategy, help=", ".join(STRATEGIES))
+    p.add_argument("--strategy", default=d.strategy, help=f"search strategy: {_names(STRATEGIES)}")
     p.add_argument("--trials", type=int, default=d.trials, help="designs to train (baselines included; designs "
                    "screened out by a limit or a latency band do not count)")
     p.add_argument("--time-limit", type=float, default=None, help="minutes of search: no trial starts after them "
                    "(the final stage runs after)")
-    p.add_argument("--objectives", type=_csv(), default=d.objectives, help="comma list of map,latency,params,gflops")
+    p.add_argument("--objectives", type=_csv(), default=d.objectives, help=f"comma list of {_names(OBJECTIVES)}")
     p.add_argument("--focus", default=d.focus, help="bands (default): spend the trials under each reference's "
                    "latency; front: the whole Pareto front of --objectives")
-    p.add_argument("--estimator", default=d.estimator, help="short-train or zero-cost")
+    p.add_argument("--band-floor", type=float, default=d.band_floor, help="a band holds designs whose latency is in "
+                   "(floor, 1] x its reference's (default 0: anything no slower)")
+    p.add_argument("--estimator", default=d.estimator, help=f"performance estimator: {_names(ESTIMATORS)}")
     p.add_argument("--calibration", default=None, help="calibration.json from 'ultranas calibrate': use its estimator "
                    "(it sets the proxy size, never --imgsz)")
-    p.add_argument("--trainer", default=d.trainer, help="short-train trainer: ultralytics (default) or fast")
-    p.add_argument("--score", default=d.score, help="short-train ranks by: map (default), loss_drop, val_loss or "
-                   "train_loss (these three need --trainer fast)")
-    p.add_argument("--proxy", default=d.proxy, help="zero-cost proxy (with --estimator zero-cost)")
+    p.add_argument("--trainer", default=d.trainer, help=f"short-train trainer: {_names(TRAINERS)}")
+    p.add_argument("--score", default=d.score, help=f"short-train ranks by: {_names(SCORES)} (all but map need "
+                   "--trainer fast)")
+    p.add_argument("--proxy", default=d.proxy, help=f"zero-cost proxy (with --estimator zero-cost): "
+                   f"{_names(ZERO_COST_PROXIES)}")
     p.add_argument("--epochs", type=int, default=d.epochs, help="epochs of each candidate's short schedule")
     p.add_argument("--imgsz", type=int, default=d.imgsz, help="deploy size: latency, limits, final retrain, found_*.pt")
     p.add_argument("--proxy-imgsz", type=int, default=d.proxy_imgsz, help="training size of candidates while searching")
@@ -61,9 +74,11 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-params", type=float, default=None)
     p.add_argument("--max-gflops", type=float, default=None)
     p.add_argument("--latency-le", default=None, help="hard limit: latency <= that of this point, e.g. yolo11n")
-    p.add_argument("--latency-target", default=d.latency_target, help="onnxruntime-cpu, torch-cpu, torch-cuda-fp16, ...")
-    p.add_argument("--references", type=_csv(), default=d.references, help="baselines the final stage compares with; "
-                   "found_<scale>.pt for each")
+    p.add_argument("--latency-target", default=d.latency_target, help=f"where latency is measured: {_names(TARGETS)}")
+    p.add_argument("--latency-lut", default=None, help="a saved LatencyLUT JSON (same --latency-target and --imgsz): "
+                   "designs' latencies are predicted from its per-layer table instead of measured")
+    p.add_argument("--references", type=_csv(), default=d.references, help="baselines the search aims under and the final "
+                   "stage compares with; found_<scale>.pt for each (default yolo11n,yolo11s: those the space has)")
     p.add_argument("--final-epochs", type=int, default=d.final_epochs)
     p.add_argument("--final-seeds", type=_csv(int), default=d.final_seeds, help="seeds of the final retrain, e.g. "
                    "0,1,2 (each design is trained once per seed)")
@@ -103,10 +118,46 @@ def cmd_search(a) -> None:
     print(f"ultranas: results in {run}")
 
 
+def _calibrate_args(p: argparse.ArgumentParser) -> None:
+    from .estimation import ESTIMATORS, SCORES, TRAINERS
+    from .estimation._zero_cost import ZERO_COST_PROXIES
+    from .estimation.calibrate import CalibrateConfig
+
+    d = CalibrateConfig()
+    others = [e for e in ESTIMATORS if e not in ("short-train", "zero-cost")]
+    p.add_argument("--data", default=d.data)
+    p.add_argument("--space", default=d.space)
+    p.add_argument("--n", type=int, default=d.n, help="designs (the space's points first, then random samples)")
+    p.add_argument("--estimators", default=None, help=f"comma list of the estimators to calibrate (default "
+                   f"{d.estimators}): short-train[:{'|'.join(SCORES)}], zero-cost:<{'|'.join(ZERO_COST_PROXIES)}>"
+                   + "".join(f", {e}" for e in others))
+    p.add_argument("--proxy", default=None, help="the former name of --estimators (still accepted)")
+    p.add_argument("--proxy-epochs", type=int, default=d.proxy_epochs, help="the short-train estimator's epochs")
+    p.add_argument("--proxy-imgsz", type=int, default=d.proxy_imgsz, help="the short-train estimator's image size "
+                   "(default --imgsz)")
+    p.add_argument("--trainer", default=d.trainer, choices=TRAINERS, help="trainer of the reference and the "
+                   "short-train estimator")
+    p.add_argument("--reference-cache", default=d.reference_cache,
+                   help="JSON-lines file of reference results: reused when present, appended when new")
+    p.add_argument("--reference-epochs", type=int, default=d.reference_epochs)
+    p.add_argument("--seeds", default=d.seeds, help="reference seeds (>= 2 to measure seed noise)")
+    p.add_argument("--imgsz", type=int, default=d.imgsz)
+    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--band", type=float, default=d.band, help="cost band: GFLOPs within +-band of --band-point")
+    p.add_argument("--band-point", default=d.band_point)
+    p.add_argument("--band-samples", type=int, default=d.band_samples, help="random designs drawn inside the cost "
+                   "band")
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--project", default=d.project)
+    p.add_argument("--name", default=d.name)
+    p.add_argument("--verbose", action="store_true")
+
+
 def cmd_calibrate(a) -> None:
     from .estimation.calibrate import calibrate
 
-    calibrate(**{k: v for k, v in vars(a).items() if k not in ("func", "command", "debug")})
+    calibrate(**{k: v for k, v in vars(a).items() if k not in ("func", "command", "debug", "argv")})
 
 
 def cmd_worker(a) -> None:
@@ -176,83 +227,6 @@ def cmd_info(a) -> None:
     print(yaml.safe_dump({"ultranas": info}, sort_keys=False) if info else "no ultranas entry (a plain Ultralytics checkpoint)")
 
 
-MODES = ("predict", "val", "train", "export")
-
-
-def _kv(items: list[str]) -> dict:
-    """Ultralytics-style ``key=value`` (or ``--key value``) arguments; values parsed as YAML scalars, never eval'd."""
-    out, i = {}, 0
-    while i < len(items):
-        item = items[i]
-        if item.startswith("--"):
-            key = item[2:].replace("-", "_")
-            if "=" in key:
-                key, value = key.split("=", 1)
-            elif i + 1 < len(items) and not items[i + 1].startswith("--"):
-                value, i = items[i + 1], i + 1
-            else:
-                value = "true"
-        elif "=" in item:
-            key, value = item.split("=", 1)
-        else:
-            raise UserError(f"argument '{item}' is not key=value (e.g. model=found_n.pt source=img.jpg)")
-        if not key.isidentifier():
-            raise UserError(f"argument '{item}' has no valid name before '=' (e.g. imgsz=320)")
-        try:
-            parsed = yaml.safe_load(value) if value else value
-        except yaml.YAMLError:
-            parsed = value
-        out[key] = parsed if isinstance(parsed, (str, int, float, bool, list)) or parsed is None else value
-        i += 1
-    return out
-
-
-def cmd_mode(a) -> None:
-    from .model import NAS
-
-    kw = _kv(a.args)
-    coco_eval = kw.pop("coco_eval", False)
-    if not isinstance(coco_eval, bool):
-        raise UserError(f"coco_eval must be true or false, got {str(coco_eval)[:40]!r}")
-    model = kw.pop("model", None)
-    if not model or not isinstance(model, (str, int, float)):
-        raise UserError(f"ultranas {a.command} needs model=PATH (a found_*.pt or a model .yaml)")
-    if "data" in kw:  # Ultralytics gets the checked copy: absolute folders, never a 'download:' to run
-        from .data import safe_data_yaml
-
-        kw["data"] = str(safe_data_yaml(str(kw["data"])))
-    nas = NAS(str(model))
-    if a.command == "predict":
-        kw.setdefault("save", True)
-        results = nas.predict(**kw)
-        print(f"ultranas: {len(results)} image(s); saved to {results[0].save_dir if results else '-'}")
-    elif a.command == "val":
-        if coco_eval:
-            from .coco import coco_eval as run_coco_eval
-
-            if "data" not in kw:
-                raise UserError("coco_eval=true needs data=DATA_YAML")
-            data = kw.pop("data")
-            opts = {k: kw.pop(k) for k in ("gt_json", "save_dir") if kw.get(k) is not None}
-            try:
-                max_dets, imgsz = int(kw.pop("max_dets", 100)), int(kw.pop("imgsz", 640))
-            except (TypeError, ValueError):
-                raise UserError("max_dets and imgsz must be whole numbers") from None
-            r = run_coco_eval(nas, data, imgsz=imgsz, device=str(kw.pop("device", "cpu")), max_dets=max_dets,
-                              **opts, **kw)  # the rest (split, batch, conf, ...) goes to Ultralytics' validator
-            print(f"ultranas: mAP50-95 Ultralytics {r['ultralytics_map']:.4f} | pycocotools {r['cocoeval_map']:.4f}   "
-                  f"mAP50 Ultralytics {r['ultralytics_map50']:.4f} | pycocotools {r['cocoeval_map50']:.4f}   "
-                  f"({r['images']} images, {r['detections']} validator detections, COCOeval maxDets {max_dets}"
-                  + (f"; predictions.json in {r['save_dir']})" if r["save_dir"] else ")"))
-        else:
-            m = nas.val(**kw)
-            print(f"ultranas: mAP50-95 {m.box.map:.4f}  mAP50 {m.box.map50:.4f}")
-    elif a.command == "train":
-        nas.train(**kw)
-    else:
-        print(f"ultranas: exported {nas.export(**kw)}")
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one line (a UserError) instead of usage + error."""
 
@@ -261,21 +235,14 @@ class _Parser(argparse.ArgumentParser):
                         else f"{message} (see 'ultranas --help')")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ultranas", description="Neural architecture search for Ultralytics YOLO")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("search", help="search a space on a dataset; writes runs/nas/<name>")
-    _search_args(p)
-    p.add_argument("--resume", default=None, help="continue the run in this directory")
-    p.set_defaults(func=cmd_search)
-    p = sub.add_parser("worker", help="join a shared study (started by 'ultranas search --storage URL --name N')")
+def _worker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", required=True, help="the study's optuna storage URL (postgresql://..., journal:...)")
     p.add_argument("--name", required=True, help="the study name given to 'ultranas search --name'")
     p.add_argument("--device", default=None, help="this worker's device, e.g. 0 (default: the study's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_worker)
-    p = sub.add_parser("data", help="dataset tools: coco-subset")
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("coco-subset",))
     p.add_argument("--coco-root", required=True, help="a local COCO download (annotations/, train2017/, val2017/)")
     p.add_argument("--split", default="train2017")
@@ -284,8 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-n", type=int, default=None, help="validation images (default n/10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_data)
-    p = sub.add_parser("space", help="inspect a search space")
+
+
+def _space_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("show", "sample", "render"))
     p.add_argument("space")
     p.add_argument("--n", type=int, default=3)
@@ -294,19 +262,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--genotype", default=None, help="JSON genotype to render")
     p.add_argument("--nc", type=int, default=80)
     p.add_argument("-o", "--output", default=None)
-    p.set_defaults(func=cmd_space)
-    p = sub.add_parser("info", help="describe a found_*.pt")
-    p.add_argument("model")
-    p.set_defaults(func=cmd_info)
-    from .estimation.calibrate import add_arguments
 
-    p = sub.add_parser("calibrate", help="measure how well a cheap estimator ranks designs")
-    add_arguments(p)
-    p.set_defaults(func=cmd_calibrate)
-    for mode in MODES:
-        p = sub.add_parser(mode, help=f"{mode} like 'yolo {mode}': key=value arguments")
-        p.add_argument("args", nargs=argparse.REMAINDER)
-        p.set_defaults(func=cmd_mode)
+
+def _search_command_args(p: argparse.ArgumentParser) -> None:
+    _search_args(p)
+    p.add_argument("--resume", default=None, help="continue the run in this directory")
+
+
+def _mode_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs=argparse.REMAINDER)
+
+
+def cmd_mode(a) -> None:
+    from .cli_modes import run_mode
+
+    run_mode(a.command, a.args)
+
+
+MODES = ("predict", "val", "train", "export")
+COMMANDS = {  # name: (one-line help, adds its flags, runs it)
+    "search": ("search a space on a dataset; writes runs/nas/<name>", _search_command_args, cmd_search),
+    "worker": ("join a shared study (started by 'ultranas search --storage URL --name N')", _worker_args, cmd_worker),
+    "data": ("dataset tools: coco-subset", _data_args, cmd_data),
+    "space": ("inspect a search space", _space_args, cmd_space),
+    "info": ("describe a found_*.pt", lambda p: p.add_argument("model"), cmd_info),
+    "calibrate": ("measure how well a cheap estimator ranks designs", _calibrate_args, cmd_calibrate),
+    **{m: (f"{m} like 'yolo {m}': key=value arguments", _mode_args, cmd_mode) for m in MODES},
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser: every command's flags, or, given ``command``, only that one's (the others list their help only).
+    ``command=""`` builds none: enough for ``ultranas --help``."""
+    parser = _Parser(prog="ultranas", description="Neural architecture search for Ultralytics YOLO")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (text, add_flags, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=text)
+        if command is None or command == name:
+            add_flags(p)
+        p.set_defaults(func=run)
     return parser
 
 
@@ -316,9 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:
         warnings.filterwarnings("ignore")  # library deprecation chatter is not for users; --debug shows it
     try:
-        args = build_parser().parse_args(argv)
+        command = next((a for a in argv if not a.startswith("-")), "")
+        args = build_parser(command if command in COMMANDS else "").parse_args(argv)
         args.argv = list(argv)
-        signal.signal(signal.SIGTERM, _sigterm)  # a scheduler's stop is handled like Ctrl-C
         args.func(args)
         return 0
     except UserError as e:
@@ -335,10 +330,6 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         print(f"ultranas: error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
-
-
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt
 
 
 def entrypoint() -> None:

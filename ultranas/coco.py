@@ -4,7 +4,6 @@ pycocotools evaluation of a model beside Ultralytics' own mAP."""
 from __future__ import annotations
 
 import contextlib
-import glob
 import io
 import json
 import os
@@ -17,7 +16,8 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from .data import load_data_yaml
+from . import ultra
+from .data import list_images, load_data_yaml, safe_data_yaml
 from .errors import UserError
 from .fsutil import atomic_write_json, atomic_write_text
 
@@ -116,24 +116,19 @@ def _split_dir(cfg: dict, split: str) -> Path:
 
 def split_images(image_dir: Path) -> list[Path]:
     """The images Ultralytics' dataset reads from a split folder: recursive, its ``IMG_FORMATS``."""
-    from ultralytics.data.utils import IMG_FORMATS
-
-    found = glob.glob(str(Path(glob.escape(str(image_dir))) / "**" / "*.*"), recursive=True)
-    return sorted(Path(f) for f in found if f.rpartition(".")[-1].lower() in IMG_FORMATS and os.path.isfile(f))
+    return list_images(image_dir, {f".{f}" for f in ultra.IMG_FORMATS})
 
 
 def yolo_to_coco(data_yaml: str | Path, split: str = "val", out: str | Path | None = None) -> dict:
     """COCO-format ground truth from a YOLO split, read as Ultralytics reads it: category id = class index + 1,
     ``file_name`` = path under the split folder (nested folders kept apart), EXIF-corrected sizes."""
-    from ultralytics.data.utils import exif_size, img2label_paths
-
     cfg = load_data_yaml(Path(data_yaml))
     image_dir = _split_dir(cfg, split)
     files = split_images(image_dir)
     images, annotations = [], []
-    for i, (path, label) in enumerate(zip(files, img2label_paths([str(f) for f in files])), 1):
+    for i, (path, label) in enumerate(zip(files, ultra.img2label_paths([str(f) for f in files])), 1):
         with Image.open(path) as im:
-            w, h = exif_size(im)
+            w, h = ultra.exif_size(im)
         images.append({"id": i, "file_name": path.relative_to(image_dir).as_posix(), "width": w, "height": h})
         label = Path(label)
         for line in label.read_text().splitlines() if label.is_file() else []:
@@ -197,11 +192,9 @@ def image_ids(gt: dict, files: list[str], source: str = "gt_json") -> dict[str, 
 
 def category_ids(gt: dict, names: dict[int, str]) -> dict[int, int]:
     """Model class index -> GT category id: by name, else Ultralytics' COCO 80->91 map for an 80-class model."""
-    from ultralytics.data.converter import coco80_to_coco91_class
-
     by_name = {str(c["name"]).strip().lower(): c["id"] for c in gt["categories"]}
     hits = {i: by_name[str(n).strip().lower()] for i, n in names.items() if str(n).strip().lower() in by_name}
-    ids, coco91 = {c["id"] for c in gt["categories"]}, coco80_to_coco91_class()
+    ids, coco91 = {c["id"] for c in gt["categories"]}, ultra.coco80_to_coco91_class()
     if len(hits) < len(names) and len(names) == 80 and ids <= set(coco91):
         return dict(enumerate(coco91))
     if not hits:
@@ -249,9 +242,6 @@ def coco_eval(model, data: str | Path, imgsz: int = 640, split: str = "val", gt_
     against the YOLO labels. ``max_dets=100`` is the official COCO setting. ``save_dir`` keeps
     ``predictions.json`` (default: a temporary folder, removed).
     """
-    from . import ultra
-    from .data import safe_data_yaml
-
     if int(max_dets) < 1:
         raise UserError(f"max_dets must be at least 1, got {max_dets}")
     data = safe_data_yaml(data)  # Ultralytics' validator reads only the checked copy

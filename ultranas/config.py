@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import UserError
 
+DEFAULT_REFERENCES = ("yolo11n", "yolo11s")  # found_n.pt and found_s.pt, where the space has them
 # settings a resumed run may change: they do not alter what finished trials mean
 RESUME_SAFE = ("trials", "time_limit", "device", "verbose", "final", "final_workers", "final_epochs", "final_seeds",
                "final_cache", "rerank", "rerank_epochs", "rerank_imgsz")
@@ -30,6 +31,7 @@ class SearchConfig:
     time_limit: float | None = None  # minutes of search (final stage excluded); stops starting trials after it
     objectives: list[str] = field(default_factory=lambda: ["map", "latency"])
     focus: str = "bands"  # bands: spend the budget under each reference's latency; front: the whole Pareto front
+    band_floor: float = 0.0  # >0: a band holds only designs with latency in (band_floor, 1] x its reference's
     estimator: str = "short-train"
     trainer: str = "ultralytics"  # for short-train: the stock Ultralytics trainer, or "fast" (on-device data)
     score: str = "map"  # what short-train ranks by: map, or (fast trainer) loss_drop, val_loss, train_loss
@@ -54,7 +56,8 @@ class SearchConfig:
     max_gflops: float | None = None
     latency_le: str | None = None  # a baseline point: latency <= its latency
     latency_target: str = "onnxruntime-cpu"
-    references: list[str] = field(default_factory=lambda: ["yolo11n", "yolo11s"])
+    latency_lut: str | None = None  # a saved LatencyLUT JSON: its predictions replace latency measurements
+    references: list[str] | None = None  # None: those of DEFAULT_REFERENCES that the space has
     final_epochs: int = 5
     final_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     final_workers: int = 0  # 0: one per CPU core on CPU (at most 4), 1 on a GPU
@@ -69,12 +72,18 @@ class SearchConfig:
     verbose: bool = False
 
     def validate(self) -> SearchConfig:
-        for key in ("data", "space", "project", "storage", "coco128", "calibration", "final_cache", "latency_le"):
+        for key in ("data", "space", "project", "storage", "coco128", "calibration", "final_cache", "latency_le",
+                    "latency_lut"):
             value = getattr(self, key)
             if value is not None and not isinstance(value, (str, Path)):
                 raise UserError(f"--{_flag(key)} must be a string or path, got {type(value).__name__}")
             if value is not None:
                 setattr(self, key, str(value))
+        if self.references is None:  # the defaults the space has (the mobile space has no yolo11s)
+            from .space import load_space
+
+            points = load_space(self.space).points
+            self.references = [r for r in DEFAULT_REFERENCES if r in points] or list(points)[:1]
         for key in ("objectives", "references", "seeds", "rungs", "final_seeds"):
             value = getattr(self, key)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
@@ -114,6 +123,9 @@ class SearchConfig:
                 raise UserError(f"--{_flag(key)} must be a positive number, got {value}")
         if self.max_latency is not None and self.latency_le:
             raise UserError("--max-latency and --latency-le conflict: give one latency limit")
+        self.band_floor = _number(self.band_floor, "band_floor")
+        if not 0 <= self.band_floor < 1:
+            raise UserError(f"--band-floor must be in [0, 1), got {self.band_floor}")
         if self.focus not in ("bands", "front"):
             raise UserError(f"unknown --focus '{self.focus}': choose bands or front")
         if self.trainer not in ("ultralytics", "fast"):

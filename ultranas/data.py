@@ -50,6 +50,16 @@ def resolve_data(data: str | os.PathLike, coco128_dir: str | os.PathLike | None 
     return path.resolve()
 
 
+def list_images(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
+    """Image files under ``folder``, sorted, found as Ultralytics' dataset finds them: recursively, by suffix
+    (``.jpg`` ..., case-insensitive), skipping hidden files and folders; no folder, no images."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def _label_dir(image_dir: Path) -> Path:
     parts = list(image_dir.parts)
     if "images" not in parts:
@@ -108,7 +118,7 @@ def check_dataset(data: str | os.PathLike, coco128_dir=None, check_labels: bool 
         image_dir = (cfg["_root"] / cfg[split]).resolve()
         if not image_dir.is_dir():
             raise UserError(f"{split} images not found: {image_dir} (from {path})")
-        images = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+        images = list_images(image_dir)
         if not images:
             raise UserError(f"no {split} images in {image_dir} (from {path})")
         label_dir = _label_dir(image_dir)

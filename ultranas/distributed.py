@@ -1,108 +1,27 @@
-"""Many workers on one study: optuna's RDB storage (PostgreSQL, MySQL) with heartbeats, or a JournalStorage file.
+"""Many workers on one study: each joins with the study's stored settings and evaluates trials until the budget is spent.
 
 Workers share the strategy state through the study itself (every strategy rebuilds from its trials). A worker
 that dies (``kill -9``) stops sending heartbeats; after the grace period any other worker marks its trial failed
-and optuna's ``RetryFailedTrialCallback`` queues the same design again.
+and optuna's ``RetryFailedTrialCallback`` queues the same design again (``ultranas.storage``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 
 from .config import SearchConfig
+from .engine import SearchContext, run_worker
 from .errors import UserError
+from .storage import GRACE_S, HEARTBEAT_S, check_study_exists, driver_url, make_storage
 
-HEARTBEAT_S, GRACE_S = 5, 20
-
-
-def driver_url(url: str) -> str:
-    """``url`` with a PostgreSQL driver SQLAlchemy can import: ``postgresql://`` and ``postgres://`` (as users type
-    them; SQLAlchemy would pick psycopg 3 or refuse ``postgres``) become ``postgresql+psycopg2://`` (or
-    ``+psycopg`` where only psycopg 3 is installed). Other URLs are returned unchanged."""
-    import importlib.util
-
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in ("postgresql", "postgres"):
-        return url
-    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
-        if importlib.util.find_spec(module) is not None:
-            return f"postgresql+{driver}://{rest}"
-    raise UserError("a PostgreSQL storage needs a driver: pip install psycopg2-binary (or 'ultranas[postgres]')")
-
-
-def make_storage(url: str):
-    """An optuna storage for ``url``: RDB with heartbeats and retries, or a journal file (``journal:path``)."""
-    url = driver_url(url)
-    if url.startswith("journal:") or url.endswith(".log"):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    if url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url)
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # experimental in optuna 4.9+, the documented way all the same
-        callback = retry(max_retry=3)
-    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                      failed_trial_callback=callback)
-
-
-def heartbeat(study: optuna.Study, trial: optuna.Trial):
-    """optuna's own heartbeat thread for ``trial`` while it is evaluated (a no-op without heartbeat support)."""
-    return get_heartbeat_thread(trial._trial_id, study._storage)
-
-
-def fail_stale(study: optuna.Study) -> None:
-    """Mark trials of dead workers failed (and re-queued by the retry callback)."""
-    if is_heartbeat_enabled(study._storage):
-        optuna.storages.fail_stale_trials(study)
-
-
-def _check_existing(url: str) -> None:
-    """A worker joins a study that exists: refuse a SQLite or journal file that does not (opening would create it)."""
-    if url.startswith("journal:") or url.endswith(".log"):
-        path = Path(url.removeprefix("journal:"))
-        if not path.is_file():
-            raise UserError(f"no journal file {path}: start the study with 'ultranas search --storage {url}'")
-        return
-    if not url.startswith("sqlite"):
-        return
-    from sqlalchemy.engine import make_url
-
-    try:
-        database = make_url(url).database
-    except Exception:
-        raise UserError(f"cannot parse the storage URL {url}") from None
-    if not database or database == ":memory:":
-        raise UserError(f"{url} is an in-memory database: a worker needs the study's SQLite file")
-    path = Path(database)
-    if not path.is_file():
-        raise UserError(f"no SQLite study database at {path}: start the study with 'ultranas search --storage {url}'")
-    with open(path, "rb") as f:
-        header = f.read(16)
-    if header != b"SQLite format 3\x00":
-        raise UserError(f"{path} is {'empty' if not header else 'not an SQLite database'}: not a study database")
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.Error as e:
-        raise UserError(f"cannot open the study storage {url}: {e}") from None
-    if "studies" not in tables:
-        raise UserError(f"{path} holds no optuna study: start the study with 'ultranas search --storage {url}'")
+__all__ = ["GRACE_S", "HEARTBEAT_S", "driver_url", "make_storage", "worker"]
 
 
 def worker(storage: str, name: str, device: str | None = None, progress: bool = True) -> Path:
     """Join study ``name`` in ``storage`` with its stored settings and evaluate trials until the budget is spent."""
-    from .engine import SearchContext, run_worker
-
-    _check_existing(storage)
+    check_study_exists(storage)
     try:
         study = optuna.load_study(study_name=name, storage=make_storage(storage))
     except KeyError:

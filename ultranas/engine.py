@@ -7,6 +7,7 @@ cheap, before any training) -> estimate -> tell.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -20,10 +21,9 @@ import torch
 from tqdm import tqdm
 
 from . import ultra
-from .bands import band_of, make_bands, next_band
+from .bands import GFLOPS_PRESCREEN, band_of, make_bands, next_band, reachable_bands
 from .config import SearchConfig
 from .data import check_dataset, class_names, safe_data_yaml
-from .distributed import fail_stale, heartbeat
 from .errors import Interrupted, RunFailed, UserError
 from .estimation import Pruned, SuccessiveHalving, make_estimator
 from .fsutil import RunLock, atomic_write_text, atomic_write_yaml
@@ -31,6 +31,7 @@ from .objectives import Candidate, make_objectives
 from .report import write_reports
 from .rundir import absolute_paths, check_resumable, check_writable, load_run, new_run_dir, open_study
 from .space import SearchSpace, load_space
+from .storage import fail_stale, heartbeat
 from .strategies import make_strategy, pareto_fitness
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -46,8 +47,7 @@ class SearchContext:
 
     def __init__(self, cfg: SearchConfig, run_dir: Path, study: optuna.Study | None = None,
                  data_checked: bool = False, resume: bool = False):
-        from .objectives._meter import LatencyMeter
-        from .objectives.latency import LatencyCache, LatencyObjective
+        from .objectives.latency import LatencyCache, LatencyMeter, LatencyObjective
 
         self.cfg, self.run_dir = cfg, run_dir
         # Ultralytics only ever reads the checked copy (absolute folders, no 'download:' to run); preflight already
@@ -56,7 +56,12 @@ class SearchContext:
         self.nc = len(class_names(self.data))
         self.space: SearchSpace = load_space(cfg.space)
         self.study = study or open_study(cfg, run_dir, resume=resume)
-        self.meter = LatencyMeter(cfg.latency_target, cache=LatencyCache(self.study))
+        predictor = None
+        if cfg.latency_lut:  # a calibrated per-layer table (checked in preflight): predictions replace timings
+            from .objectives._lut import LatencyLUT
+
+            predictor = LatencyLUT.load(cfg.latency_lut)
+        self.meter = LatencyMeter(cfg.latency_target, cache=LatencyCache(self.study), predictor=predictor)
         self.objectives = make_objectives(cfg.objectives, latency=LatencyObjective(meter=self.meter))
         self.directions = [o.direction for o in self.objectives]
         self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed)
@@ -70,7 +75,10 @@ class SearchContext:
         self.limits = [r for r in [cfg.latency_le] if r]  # references every design must not be slower than
         self.references = {r: self.reference(r) for r in dict.fromkeys(self.limits + self._band_references())}
         ms = {r: self.meter.reference(c)["median_ms"] for r, c in self.references.items()}
-        self.bands = make_bands(self._band_references(), ms) if cfg.focus == "bands" else []
+        self.bands = make_bands(self._band_references(), ms, cfg.band_floor) if cfg.focus == "bands" else []
+        ceiling = min([ms[r] for r in self.limits] + [cfg.max_latency or math.inf])
+        self.bands = reachable_bands(self.bands, ms, ceiling)  # a band above a hard latency limit gets no trials
+        self._prescreen = GFLOPS_PRESCREEN * max((c.info["gflops"] for c in self.references.values()), default=0.0)
 
     def _band_references(self) -> list[str]:
         """The references whose latency bands the search fills (``focus=bands``): ``--references`` (the final
@@ -101,6 +109,8 @@ class SearchContext:
         """Fill the cheap facts (latency, ratios to every reference) and return why the design is screened out,
         or ``None`` if it may be trained."""
         cfg, info = self.cfg, cand.info
+        if self._prescreen and info["gflops"] > self._prescreen and "latency_ms" not in info:
+            return f"GFLOPs {info['gflops']:.2f} > {GFLOPS_PRESCREEN} x every reference's (latency not measured)"
         if "latency_ms" not in info:
             info["latency"] = self.meter.measure(cand)
             info["latency_ms"] = info["latency"]["median_ms"]
@@ -129,14 +139,27 @@ def counted(study: optuna.Study) -> int:
 
 
 def recover_interrupted(study: optuna.Study) -> int:
-    """Trials left RUNNING by a killed single-machine run: mark failed and queue their design again."""
+    """Trials left RUNNING by a killed run: mark failed and queue their design again; returns how many.
+
+    A storage without heartbeats (SQLite, a journal file) serves one machine, so a RUNNING trial there was left by a
+    stopped process. With heartbeats (PostgreSQL, MySQL: a shared study) a RUNNING trial may be evaluated right now
+    by a live worker elsewhere: only trials whose worker stopped beating for the grace period are failed (and
+    re-queued by the storage's retry callback), through optuna's stale-heartbeat check; the rest are left alone.
+    """
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    if is_heartbeat_enabled(study._storage):
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,))}
+        fail_stale(study)
+        return sum(1 for t in study.get_trials(deepcopy=False, states=(TS.FAIL,)) if t.number in running)
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
         study._storage.set_trial_user_attr(t._trial_id, "failure", "interrupted (process stopped); re-queued")
         study._storage.set_trial_user_attr(t._trial_id, "uncounted", True)
         study._storage.set_trial_state_values(t._trial_id, TS.FAIL)
         if t.params:
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+            keep = {k: t.user_attrs[k] for k in ("info", "point") if k in t.user_attrs}
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **keep}, skip_if_exists=False)
         n += 1
     return n
 
@@ -208,10 +231,18 @@ def propose(ctx: SearchContext) -> None:
             accepted = True  # cannot be built or timed: the trial records why, as a failed design
         if accepted:
             ctx.study.enqueue_trial(g)
+            _add_screened(ctx.study, attempt)
             return
+    _add_screened(ctx.study, MAX_SCREENED)
     raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
                     + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"
                     " relax the limits or lower --trials")
+
+
+def _add_screened(study: optuna.Study, n: int) -> None:
+    """Count proposals screened out before becoming trials (``screened`` in the study: a search's hidden cost)."""
+    if n:
+        study.set_user_attr("screened", int(study.user_attrs.get("screened", 0)) + n)
 
 
 def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float | None]:
@@ -239,6 +270,9 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
     t0 = time.time()
     try:
         cand = dataclasses.replace(ctx.candidate(g, ctx.run_dir), workdir=ctx.run_dir / "trials" / str(trial.number))
+        prior = trial.user_attrs.get("info", {})
+        if "latency_vs" in prior and "latency_ms" not in cand.info:
+            cand.info.update(prior)  # a retry keeps the judgement that let it in (measured on the first worker's host)
         screened = ctx.judge(cand)
         trial.set_user_attr("info", cand.info)
         if screened is not None:
@@ -265,7 +299,8 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         trial.set_user_attr("failure", "interrupted (Ctrl-C); re-queued")
         trial.set_user_attr("uncounted", True)
         ctx.study.tell(trial, state=TS.FAIL)
-        ctx.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        keep = {k: trial.user_attrs[k] for k in ("info", "point") if k in trial.user_attrs}
+        ctx.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **keep})
         raise
     except TRIAL_ERRORS as e:
         kind = "out of memory" if isinstance(e, torch.OutOfMemoryError) else type(e).__name__
@@ -303,12 +338,15 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
             fail_stale(ctx.study)
             waiting = ctx.study.get_trials(deepcopy=False, states=(TS.WAITING,))
             running = ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))
-            if not waiting and counted(ctx.study) + len(running) >= ctx.cfg.trials:
+            if running and counted(ctx.study) + len(running) >= ctx.cfg.trials:
                 time.sleep(poll_s)  # the rest of the budget is being evaluated by other workers
                 continue
             if not waiting:
                 propose(ctx)
             trial = ctx.study.ask()
+            if _gives_way(ctx, trial):
+                time.sleep(poll_s)
+                continue
             with heartbeat(ctx.study, trial):
                 state, score = evaluate_trial(ctx, trial)
             without_progress = without_progress + 1 if state in ("invalid", "duplicate", "screened") else 0
@@ -319,6 +357,23 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
             bar.refresh()
     finally:
         bar.close()
+
+
+def _gives_way(ctx: SearchContext, trial: optuna.Trial) -> bool:
+    """Workers that start the budget's last trial at the same moment: the later-numbered trial gives way (a trial of a
+    dead worker keeps its place until its heartbeat goes stale and it is retried). Returns whether it gave way; a
+    queued retry or baseline is queued again, a fresh proposal is dropped (nothing was evaluated)."""
+    study = ctx.study
+    ahead = sum(1 for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)) if t.number < trial.number)
+    if counted(study) + ahead < ctx.cfg.trials:
+        return False
+    keep = {k: v for k, v in trial.user_attrs.items() if k in ("retry_of", "point", "info")}
+    system = study._storage.get_trial_system_attrs(trial._trial_id)
+    params, retried = system.get("fixed_params") or trial.params, system.get("failed_trial")
+    _tell_uncounted(ctx, trial, "gave way: another worker started the budget's last trial", TS.FAIL, "gave way")
+    if params and (keep or retried is not None):
+        study.enqueue_trial(params, user_attrs=keep or {"retry_of": retried}, skip_if_exists=False)
+    return True
 
 
 def _best_score(study: optuna.Study) -> float | None:
@@ -342,6 +397,15 @@ def preflight(cfg: SearchConfig) -> None:
         make_estimator(cfg.estimator, cfg.data, epochs=1, imgsz=cfg.proxy_imgsz, batch=1, device="cpu",
                        proxy=cfg.proxy)
     get_target(cfg.latency_target)
+    if cfg.latency_lut:
+        from .objectives._lut import LatencyLUT
+
+        lut = LatencyLUT.load(cfg.latency_lut)  # unreadable, not a table, or profiled on another host: one line
+        sizes = sorted({int(s) for s in space.decisions.get("imgsz", [cfg.imgsz])})  # the designs' deploy sizes
+        if lut.target != cfg.latency_target or sizes != [lut.imgsz]:
+            raise UserError(f"--latency-lut {cfg.latency_lut} predicts {lut.target} at {lut.imgsz} px, but this search "
+                            f"times {cfg.latency_target} at {', '.join(map(str, sizes))} px: profile a table for "
+                            "that target and size (LatencyLUT(target, imgsz).calibrate(...).save(path))")
     for name in [cfg.latency_le] * bool(cfg.latency_le) + cfg.references:
         space.point(name)  # a typo fails here, not after the search
     if cfg.storage:
@@ -357,6 +421,27 @@ def preflight(cfg: SearchConfig) -> None:
 
 class _LatencyName:
     name, direction, cheap = "latency", "minimize", True
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While a run is under way, a scheduler's SIGTERM is handled like Ctrl-C: the trial's bookkeeping finishes and
+    the run can be resumed (before and after, SIGTERM keeps its default meaning)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def search(resume: str | Path | None = None, progress: bool = True, **kwargs) -> Path:
@@ -383,7 +468,7 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
         absolute_paths(cfg)
         run_dir = new_run_dir(cfg)
     try:
-        with RunLock(run_dir):
+        with RunLock(run_dir), sigterm_as_interrupt():
             atomic_write_yaml(run_dir / "args.yaml", cfg.to_dict())  # on resume: keeps --trials / --device changes
             ctx = SearchContext(cfg, run_dir, data_checked=not resume, resume=bool(resume))
             if resume:

@@ -7,6 +7,7 @@ Trainings are cached (in the study, and in ``--final-cache`` across runs) and ma
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -74,12 +75,13 @@ def train_all(ctx, designs: dict[str, tuple], need_weights: set[str]) -> dict[st
     """Train every design (label -> (candidate, genotype)) with every final seed; returns label -> per-seed results."""
     cfg = ctx.cfg
     cache = FinalCache(ctx.study, cfg.final_cache)
+    data_id = hashlib.sha1(Path(ctx.data).read_bytes()).hexdigest()[:12]  # the checked copy: same data, same id
     jobs, results = [], {label: [None] * len(cfg.final_seeds) for label in designs}
     for label, (cand, g) in designs.items():
         yaml_path = ctx.run_dir / "final" / f"{label}.yaml"
         atomic_write_text(yaml_path, ctx.space.to_yaml(g, ctx.nc))
         for i, seed in enumerate(cfg.final_seeds):
-            key = (f"final:{Path(str(ctx.data)).resolve()}|{cand.design_hash}|{cand.imgsz}|e{cfg.final_epochs}"
+            key = (f"final:{cfg.data}|{data_id}|{cand.design_hash}|{cand.imgsz}|e{cfg.final_epochs}"
                    f"|b{cfg.batch}|f{cfg.fraction}|s{seed}")
             if (hit := cache.get(key, label in need_weights)) is not None:
                 results[label][i] = hit

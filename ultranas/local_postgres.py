@@ -77,7 +77,7 @@ class LocalPostgres:
             self.root.chmod(0o700)
         try:
             self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "nas", "--no-sync")
-            opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50"
+            opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w",
                       "start")
         except BaseException:

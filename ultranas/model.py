@@ -5,13 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from . import runtime  # noqa: F401
+from . import ultra
 from .errors import UserError
-
-from ultralytics.engine.model import Model  # noqa: E402
-from ultralytics.models import yolo  # noqa: E402
-from ultralytics.nn.tasks import DetectionModel  # noqa: E402
-
 
 SAFE_ACTIVATIONS = {None, "nn.SiLU()", "nn.ReLU()", "nn.ReLU6()", "nn.Hardswish()", "nn.LeakyReLU(0.1)", "nn.GELU()"}
 STRUCTURAL = {"Concat", "Detect", "nn.Upsample"}
@@ -82,24 +77,10 @@ def _plain_arg(a) -> bool:
     return a is None or isinstance(a, bool) or _number(a)
 
 
-LEGACY_KEYS = {"half", "int8", "end2end", "boxes", "hide_labels", "hide_conf", "line_thickness", "label_smoothing",
-               "save_hybrid", "crop_fraction", "keras", "augmentations", "save_dir"}
-
-
 def check_args(kwargs: dict) -> None:
-    """Ultralytics' own argument names and types, checked up front: one line instead of its error and CLI help."""
-    import difflib
-
-    from ultralytics.cfg import DEFAULT_CFG_DICT, check_cfg
-
-    for key in kwargs:
-        if key not in DEFAULT_CFG_DICT and key not in LEGACY_KEYS:
-            near = difflib.get_close_matches(str(key), DEFAULT_CFG_DICT, n=1)
-            raise UserError(f"'{key}' is not an Ultralytics argument" + (f" (did you mean '{near[0]}'?)" if near else ""))
-    try:
-        check_cfg({k: v for k, v in kwargs.items() if k in DEFAULT_CFG_DICT})
-    except (TypeError, ValueError) as e:
-        raise UserError(str(e).strip().splitlines()[0]) from None
+    """Ultralytics' own argument names and types, checked up front, plus image size, split and device: one line
+    instead of Ultralytics' error and CLI help."""
+    ultra.check_args(kwargs)
     imgsz = kwargs.get("imgsz")
     sizes = imgsz if isinstance(imgsz, list) else [imgsz]
     if imgsz is not None and not (1 <= len(sizes) <= 2 and all(
@@ -189,15 +170,13 @@ EXPORT_ALIASES = {"tensorrt", "trt", "mlmodel", "mlpackage", "mlprogram", "apple
 def _check_format(fmt) -> None:
     import difflib
 
-    from ultralytics.engine.exporter import export_formats
-
-    formats = tuple(export_formats()["Argument"][1:])
+    formats = ultra.export_formats()
     if not isinstance(fmt, str) or (fmt.lower() not in set(formats) | EXPORT_ALIASES
                                     and not difflib.get_close_matches(fmt.lower(), formats, n=1, cutoff=0.6)):
         raise UserError(f"unknown export format={str(fmt)[:40]}: choose from {', '.join(formats)}")
 
 
-class NAS(Model):
+class NAS(ultra.DetectionTask):
     """A detector found by ultranas (``found_n.pt``) or any rendered design (``model.yaml``), trainable from scratch.
 
     Examples:
@@ -209,9 +188,7 @@ class NAS(Model):
     def __init__(self, model: str | Path = "found_n.pt", task: str = "detect", verbose: bool = False):
         path = Path(str(model))
         if path.suffix == ".pt":
-            from .ultra import load_checkpoint
-
-            load_checkpoint(path)  # one clear line for missing, corrupt, unsafe or non-detection files
+            ultra.load_checkpoint(path)  # one clear line for missing, corrupt, unsafe or non-detection files
         elif path.suffix in (".yaml", ".yml"):
             check_model_yaml(path)
         elif path.suffix not in (".onnx", ".torchscript", ".engine") and not path.is_dir():
@@ -219,17 +196,6 @@ class NAS(Model):
         if task != "detect":
             raise UserError(f"NAS models are detectors; task '{task}' is not supported")
         super().__init__(model=str(model), task=task, verbose=verbose)
-
-    @property
-    def task_map(self) -> dict:
-        return {
-            "detect": {
-                "model": DetectionModel,
-                "trainer": yolo.detect.DetectionTrainer,
-                "validator": yolo.detect.DetectionValidator,
-                "predictor": yolo.detect.DetectionPredictor,
-            }
-        }
 
     def predict(self, source=None, stream: bool = False, predictor=None, **kwargs):
         """Ultralytics' predictor, after one-line checks of the arguments and the source."""
@@ -269,8 +235,7 @@ class NAS(Model):
                                 "export format=onnx instead and build the engine with trtexec where TensorRT exists")
             if not torch.cuda.is_available():
                 raise UserError("format=engine needs a CUDA GPU; none is visible (device=cpu cannot build engines)")
-        head = self.model.model[-1] if hasattr(self.model, "model") else None
-        if getattr(head, "one2one_cv2", None) is not None and "nms" not in kwargs:
+        if ultra.is_end2end(self.model) and "nms" not in kwargs:
             kwargs["nms"] = False  # keep the YOLO26-style one-to-one head: the export is NMS-free
         path = super().export(**kwargs)
         if str(kwargs.get("format", "")).lower() == "onnx" and kwargs.get("half"):

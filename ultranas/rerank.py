@@ -10,11 +10,13 @@ re-ranks nothing twice.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import optuna
 
 from .estimation import make_estimator
+from .fsutil import atomic_write_text
 
 TS = optuna.trial.TrialState
 
@@ -56,7 +58,10 @@ def rerank(ctx) -> list[int]:
     print(f"ultranas: re-ranking {len(todo)} design(s) at {setting['imgsz']} px, {setting['epochs']} epochs",
           flush=True)
     for t in todo:
-        cand = ctx.candidate(t.user_attrs["genotype"], ctx.run_dir / "trials" / str(t.number))
+        g = t.user_attrs["genotype"]  # the trial's own folder (a cached candidate may be a reference's)
+        cand = dataclasses.replace(ctx.candidate(g, ctx.run_dir), workdir=ctx.run_dir / "trials" / str(t.number))
+        if not (cand.workdir / "model.yaml").is_file():
+            atomic_write_text(cand.workdir / "model.yaml", ctx.space.to_yaml(g, ctx.nc))
         t0 = time.time()
         result = estimator.estimate(cand)
         record = {"setting": setting, "score": result["map"], "map50": result["map50"],

@@ -10,9 +10,9 @@ from .config import RESUME_SAFE, SearchConfig
 from .errors import UserError
 
 # settings that define what a trial's numbers mean: a study made with others must not be joined or resumed with these
-DEFINING = ("data", "space", "objectives", "focus", "estimator", "trainer", "score", "proxy", "epochs", "imgsz",
+DEFINING = ("data", "space", "objectives", "focus", "band_floor", "estimator", "trainer", "score", "proxy", "epochs", "imgsz",
             "proxy_imgsz", "batch", "fraction", "single_cls", "seeds", "halving", "rungs", "eta", "max_latency",
-            "max_params", "max_gflops", "latency_le", "latency_target", "references")
+            "max_params", "max_gflops", "latency_le", "latency_target", "latency_lut", "references")
 
 
 def absolute_paths(cfg: SearchConfig) -> SearchConfig:
@@ -24,7 +24,7 @@ def absolute_paths(cfg: SearchConfig) -> SearchConfig:
         cfg.data = str(resolve_data(cfg.data, cfg.coco128))
     if Path(cfg.space).suffix and Path(cfg.space).exists() and Path(cfg.space).resolve().parent != SPACES_DIR:
         cfg.space = str(Path(cfg.space).resolve())
-    for key in ("project", "calibration", "final_cache", "coco128"):
+    for key in ("project", "calibration", "final_cache", "coco128", "latency_lut"):
         if getattr(cfg, key):
             setattr(cfg, key, str(Path(getattr(cfg, key)).expanduser().resolve()))
     if cfg.storage and cfg.storage.startswith("sqlite:///") and not cfg.storage.startswith("sqlite:////"):
@@ -43,7 +43,7 @@ def _differences(stored: dict, cfg: SearchConfig, keys=DEFINING) -> list[str]:
 
 def open_study(cfg: SearchConfig, run_dir: Path, resume: bool = False) -> optuna.Study:
     """The run's study: created (or, with ``resume``, required to exist) and checked against ``cfg``."""
-    from .distributed import make_storage
+    from .storage import make_storage
 
     directions = ["maximize" if o == "map" else "minimize" for o in cfg.objectives]
     url = storage_url(cfg, run_dir)
@@ -73,7 +73,7 @@ def open_study(cfg: SearchConfig, run_dir: Path, resume: bool = False) -> optuna
 
 
 def new_run_dir(cfg: SearchConfig) -> Path:
-    from ultralytics.utils.files import increment_path
+    from .ultra import increment_path
 
     project = Path(cfg.project)
     try:
@@ -156,7 +156,7 @@ def check_storage_url(url: str, connect: bool = False) -> None:
                 raise UserError(f"--storage {url}: folder {parent} does not exist")
         return
     if connect:
-        from .distributed import make_storage
+        from .storage import make_storage
 
         try:
             optuna.study.get_all_study_names(make_storage(url))

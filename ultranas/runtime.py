@@ -1,12 +1,21 @@
-"""Put Ultralytics into a safe offline mode before anything else imports it.
+"""Ultralytics in a safe offline mode, in two steps: switches at ``import ultranas``, settings at first use.
 
-Imported first by ``ultranas/__init__.py``. It:
-- gives Ultralytics its own config dir (``$ULTRANAS_HOME/ultralytics``) unless ``YOLO_CONFIG_DIR`` is set, so
-  the user's global settings are not rewritten and ``DATASETS_DIR``/``RUNS_DIR`` are ours at import time;
-- turns off analytics sync, pip auto-install, the online check and every integration callback;
-- ships the fonts Ultralytics would download (matplotlib's DejaVu Sans stands in for Arial);
-- replaces the CUDA AMP check, which downloads ``yolo26n.pt``, with one that needs no weights;
-- turns on Ultralytics' restricted checkpoint loading, so a crafted ``.pt`` cannot run code.
+:func:`configure_env` runs at ``import ultranas`` and only sets environment variables, so it is cheap and comes
+before anything imports Ultralytics (which reads them at import):
+- ``YOLO_CONFIG_DIR``: Ultralytics gets its own config dir (``$ULTRANAS_HOME/ultralytics``) unless one is set, so
+  the user's global settings are not rewritten and ``DATASETS_DIR``/``RUNS_DIR`` are ours;
+- ``YOLO_OFFLINE`` (no online check, hence no analytics sync), ``YOLO_AUTOINSTALL=false`` (no pip installs),
+  ``YOLO_VERBOSE=false``;
+- ``ULTRALYTICS_SAFE_LOAD=1``: every checkpoint load uses Ultralytics' restricted (``weights_only``) unpickler;
+- ``OMP_NUM_THREADS=1`` unless set: the default Ultralytics sets when it is imported, set here because torch may now
+  be imported first (one thread per process, as before: latency timings and parallel workers rely on it).
+
+:func:`setup` runs when the door to Ultralytics (``ultranas.ultra``) is first used. With Ultralytics' own settings
+API it turns off sync and every integration callback (mlflow, comet, clearml, ...), and it ships the fonts
+Ultralytics would download (matplotlib's DejaVu Sans stands in for Arial). Two things have no official switch and
+stay patches, each documented where it is made: the CUDA AMP check, which downloads ``yolo26n.pt``
+(:func:`patch_amp_check`, applied when the trainer is first needed), and, only when Ultralytics was imported before
+ultranas (too late for the environment switch), the safe-load flag.
 """
 
 from __future__ import annotations
@@ -18,31 +27,58 @@ from pathlib import Path
 
 HOME = Path(os.environ.get("ULTRANAS_HOME", Path.home() / ".config" / "ultranas")).expanduser()
 _INTEGRATIONS = ("clearml", "comet", "dvc", "hub", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
+_done: set[str] = set()
 
 
-def _set_env() -> None:
+def configure_env() -> None:
+    """Ultralytics' environment switches (read when it is imported); cheap: no import of Ultralytics or torch."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "false")
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"  # restricted unpickler for every load (README: loading is safe)
+    if not os.environ.get("OMP_NUM_THREADS"):
+        os.environ["OMP_NUM_THREADS"] = "1"  # as ``import ultralytics`` does, before torch reads it
     if "ultralytics" not in sys.modules:
         os.environ.setdefault("YOLO_CONFIG_DIR", str(HOME / "ultralytics"))
     Path(os.environ.get("YOLO_CONFIG_DIR", HOME)).mkdir(parents=True, exist_ok=True)
 
 
 def _ship_fonts(config_dir: Path) -> None:
+    missing = [config_dir / n for n in ("Arial.ttf", "Arial.Unicode.ttf") if not (config_dir / n).exists()]
+    if not missing:
+        return
     import matplotlib
 
     source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
-        target = config_dir / name
-        if not target.exists() and source.exists():
+    for target in missing:
+        if source.exists():
             tmp = target.with_suffix(".tmp")
             shutil.copyfile(source, tmp)
             os.replace(tmp, target)
 
 
+def setup() -> None:
+    """Idempotent: Ultralytics' settings (no sync, no integrations), shipped fonts, safe loading."""
+    if "setup" in _done:
+        return
+    configure_env()
+    from ultralytics import utils
+
+    wanted = {"sync": False, **{k: False for k in _INTEGRATIONS if k in utils.SETTINGS}}
+    if any(utils.SETTINGS.get(k) != v for k, v in wanted.items()):
+        utils.SETTINGS.update(wanted)
+    _ship_fonts(Path(utils.USER_CONFIG_DIR))
+    if not utils.SAFE_LOAD:  # Ultralytics was imported before ultranas, so it never saw ULTRALYTICS_SAFE_LOAD
+        import ultralytics.nn.tasks as tasks
+
+        tasks.SAFE_LOAD = True  # patch (no switch after import): the module-level flag its loader reads
+    _done.add("setup")
+
+
 def _offline_amp_check(model) -> bool:
     """AMP on CUDA without the reference-weights download: fp16 forward must agree with fp32 on random input."""
+    import copy
+
     import torch
 
     device = next(model.parameters()).device
@@ -50,9 +86,8 @@ def _offline_amp_check(model) -> bool:
         return False
     x = torch.rand(1, 3, 64, 64, device=device)
     try:
-        import copy
-
         model = copy.deepcopy(model).eval()  # eval: Detect returns a tensor, and the trainer's model is untouched
+
         def first(y):
             return y[0] if isinstance(y, (list, tuple)) else y
 
@@ -65,20 +100,16 @@ def _offline_amp_check(model) -> bool:
         return False
 
 
-def setup() -> None:
-    """Idempotent: configure env, settings, fonts and the AMP check."""
-    _set_env()
-    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
-
-    wanted = {"sync": False, **{k: False for k in _INTEGRATIONS if k in SETTINGS}}
-    if any(SETTINGS.get(k) != v for k, v in wanted.items()):
-        SETTINGS.update(wanted)
-    _ship_fonts(Path(USER_CONFIG_DIR))
+def patch_amp_check() -> None:
+    """Replace the trainer's ``check_amp`` (it downloads ``yolo26n.pt``; no setting turns that off) with
+    :func:`_offline_amp_check`. Idempotent; applied by the door before any training."""
+    if "amp" in _done:
+        return
+    setup()
     import ultralytics.engine.trainer as trainer
-    import ultralytics.nn.tasks as tasks
 
     trainer.check_amp = _offline_amp_check
-    tasks.SAFE_LOAD = True  # every checkpoint load uses the restricted unpickler; parse_model never evals
+    _done.add("amp")
 
 
-setup()
+configure_env()

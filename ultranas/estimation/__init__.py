@@ -1,11 +1,53 @@
-"""Performance estimation: short-schedule training, zero-cost proxies, successive halving, calibration."""
+"""Performance estimation by name: short-schedule training, zero-cost proxies; successive halving, calibration.
+
+Register a new estimator with :func:`register_estimator` (a name and a factory); ``--estimator``, ``calibrate
+--estimators`` and their help are read from :data:`ESTIMATORS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
 
 from ..errors import UserError
-from ._base import Estimator
+from ..registry import Registry
+from ._base import SCORES, Estimator, TrainingEstimator
 from ._halving import Pruned, SuccessiveHalving
 from ._short_train import ShortTrainEstimator, compressed_schedule
 
-ESTIMATORS = ("short-train", "zero-cost")
+TRAINERS = ("ultralytics", "fast")  # what trains a short-train candidate: the stock trainer or FastTrainer
+ESTIMATORS = Registry("estimator")
+
+
+def register_estimator(name: str, factory: Callable[..., Estimator]) -> Callable[..., Estimator]:
+    """Add ``factory(data, **settings) -> Estimator`` under ``name``; ``settings`` are :func:`make_estimator`'s
+    keyword arguments (a factory takes what it needs and ignores the rest)."""
+    return ESTIMATORS.register(name, factory)
+
+
+def _short_train(data, *, trainer: str = "ultralytics", score: str = "map", train_imgsz: int | None = None,
+                 epochs: int, batch: int, device: str, seeds=(0,), fraction: float = 1.0, single_cls: bool = False,
+                 verbose: bool = False, **_) -> Estimator:
+    """A short, complete training schedule per candidate, with the stock trainer or the fast one (``trainer``)."""
+    knobs = dict(epochs=epochs, imgsz=train_imgsz, batch=batch, device=device, seeds=seeds, fraction=fraction,
+                 single_cls=single_cls, verbose=verbose)
+    if trainer == "fast":
+        from ._fast_train import FastTrainEstimator
+
+        return FastTrainEstimator(data, score=score, **knobs)
+    if score != "map":
+        raise UserError(f"score '{score}' needs the fast trainer (--trainer fast)")
+    return ShortTrainEstimator(data, **knobs)
+
+
+def _zero_cost(data, *, proxy: str = "mae_entropy", imgsz: int, seeds=(0,), device: str = "cpu", **_) -> Estimator:
+    """A zero-cost proxy (``proxy``) of the design at initialisation: no training."""
+    from ._zero_cost import ZeroCostEstimator
+
+    return ZeroCostEstimator(data, proxy=proxy, imgsz=imgsz, seed=seeds[0], device=device)
+
+
+register_estimator("short-train", _short_train)
+register_estimator("zero-cost", _zero_cost)
 
 
 def make_estimator(name: str, data, *, epochs: int, imgsz: int, batch: int, device: str, seeds=(0,),
@@ -13,24 +55,11 @@ def make_estimator(name: str, data, *, epochs: int, imgsz: int, batch: int, devi
                    verbose: bool = False, trainer: str = "ultralytics", score: str = "map",
                    train_imgsz: int | None = None) -> Estimator:
     """An estimator by name. Training estimators train at ``train_imgsz`` (default: each candidate's own size)."""
-    if name == "short-train" and trainer == "fast":
-        from ._fast_train import FastTrainEstimator
-
-        return FastTrainEstimator(data, epochs=epochs, imgsz=train_imgsz, batch=batch, device=device, seeds=seeds,
-                                  fraction=fraction, single_cls=single_cls, verbose=verbose, score=score)
-    if name == "short-train":
-        if score != "map":
-            raise UserError(f"score '{score}' needs the fast trainer (--trainer fast)")
-        return ShortTrainEstimator(data, epochs=epochs, imgsz=train_imgsz, batch=batch, device=device, seeds=seeds,
-                                   fraction=fraction, single_cls=single_cls, verbose=verbose)
-    if name == "zero-cost":
-        from ._zero_cost import ZERO_COST_PROXIES, ZeroCostEstimator
-
-        if proxy not in ZERO_COST_PROXIES:
-            raise UserError(f"unknown proxy '{proxy}': choose from {', '.join(ZERO_COST_PROXIES)}")
-        return ZeroCostEstimator(data, proxy=proxy, imgsz=imgsz, seed=seeds[0], device=device)
-    raise UserError(f"unknown estimator '{name}': choose from {', '.join(ESTIMATORS)}")
+    factory = ESTIMATORS.lookup(name)
+    return factory(data, epochs=epochs, imgsz=imgsz, batch=batch, device=device, seeds=tuple(seeds), fraction=fraction,
+                   single_cls=single_cls, proxy=proxy, verbose=verbose, trainer=trainer, score=score,
+                   train_imgsz=train_imgsz)
 
 
-__all__ = ["ESTIMATORS", "Estimator", "Pruned", "ShortTrainEstimator", "SuccessiveHalving", "compressed_schedule",
-           "make_estimator"]
+__all__ = ["ESTIMATORS", "SCORES", "TRAINERS", "Estimator", "Pruned", "ShortTrainEstimator", "SuccessiveHalving",
+           "TrainingEstimator", "compressed_schedule", "make_estimator", "register_estimator"]

@@ -13,14 +13,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import IMAGE_SUFFIXES, _label_dir, load_data_yaml, safe_data_yaml
+from ..data import load_data_yaml, safe_data_yaml
 from ..errors import UserError
-from ._zero_cost import _letterbox, _read_labels
+from ._images import letterboxed, split_files
+from ._torch import torch_device
+
+__all__ = ["DeviceAugment", "DeviceDataset", "to_batch", "torch_device"]
 
 PAD = 114.0  # Ultralytics' letterbox / border grey (0-255)
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
@@ -43,22 +45,16 @@ class DeviceDataset:
                  fraction: float = 1.0, single_cls: bool = False):
         self.data_yaml = safe_data_yaml(data_yaml, check_labels=False)  # what Ultralytics' validator reads
         cfg = load_data_yaml(self.data_yaml)
-        image_dir = (cfg["_root"] / cfg[split]).resolve()
-        found = image_dir.rglob("*") if image_dir.is_dir() else []
-        files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
+        image_dir, files = split_files(self.data_yaml, split)
         files = files[:max(1, round(len(files) * fraction))]
         if len(files) < 2:
             raise UserError(f"{split} split {image_dir} has {len(files)} image(s): the fast trainer needs at least 2")
         self.imgsz, self.device, self.single_cls = int(imgsz), torch_device(device), single_cls
         self.names = {0: "item"} if single_cls else cfg["names"]
         self.nc = len(self.names)
-        label_dir, imgs, labels = _label_dir(image_dir), np.empty((len(files), imgsz, imgsz, 3), np.uint8), []
-        for i, file in enumerate(files):
-            img = cv2.imread(str(file))
-            if img is None:
-                raise UserError(f"cannot read image {file}")
-            imgs[i], lab = _letterbox(img, _read_labels(label_dir / file.relative_to(image_dir).with_suffix(".txt")),
-                                      imgsz)
+        imgs, labels = np.empty((len(files), imgsz, imgsz, 3), np.uint8), []
+        for i, (img, lab) in enumerate(letterboxed(image_dir, files, imgsz)):
+            imgs[i] = img
             if single_cls:
                 lab[:, 0] = 0
             labels.append(lab)
@@ -80,15 +76,6 @@ class DeviceDataset:
 
     def _valid(self, idx: torch.Tensor, m: int) -> torch.Tensor:
         return torch.arange(m, device=self.device) < self.counts[idx, None]
-
-
-def torch_device(device) -> torch.device:
-    """``0`` / ``cuda`` / ``cuda:0`` / ``cpu`` (or a torch.device) -> torch.device with an index on CUDA."""
-    text = str(device).strip().lower()
-    if text.isdigit():
-        return torch.device("cuda", int(text))
-    dev = torch.device(text)
-    return torch.device("cuda", 0) if dev.type == "cuda" and dev.index is None else dev
 
 
 def to_batch(img: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> dict:

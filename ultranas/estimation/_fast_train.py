@@ -11,22 +11,17 @@ Each EMA model is then scored by Ultralytics' ``DetectionValidator`` on the val 
 from __future__ import annotations
 
 import math
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
-from ultralytics.cfg import DEFAULT_CFG, get_cfg
-from ultralytics.models.yolo.detect.val import DetectionValidator
-from ultralytics.utils.torch_utils import ModelEMA
 
 from .. import ultra
 from ..objectives._base import Candidate
-from ._base import SCORES, Estimator, signed_score
-from ._device_data import DeviceAugment, DeviceDataset, torch_device
+from ._base import SCORES, TrainingEstimator, signed_score
+from ._device_data import DeviceAugment, DeviceDataset
 from ._short_train import compressed_schedule
-from ._zero_cost import seeded
+from ._torch import seeded, torch_device
 
 METRICS = ("map", "map50", "precision", "recall", "train_loss", "val_loss", "loss_drop")
 
@@ -60,7 +55,7 @@ class _Run:
     """One candidate in training: model, optimizer, EMA, its CUDA stream and loss bookkeeping."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, stream):
-        self.model, self.optimizer, self.stream, self.ema = model, optimizer, stream, ModelEMA(model)
+        self.model, self.optimizer, self.stream, self.ema = model, optimizer, stream, ultra.ModelEMA(model)
         self.forward = model
         self.loss_sum, self.failed, self.epoch_losses = None, None, []
 
@@ -103,18 +98,15 @@ class FastTrainer:
         self.warmup_epochs, self.close_mosaic = sched["warmup_epochs"], sched["close_mosaic"]
         self.mosaic, self.amp, self.compile = mosaic, bf16_supported(self.device) if amp is None else amp, compile
         self.val_batch, self.verbose = val_batch or 2 * self.batch, verbose
-        self.hyp = get_cfg(DEFAULT_CFG, {"epochs": self.epochs, "imgsz": self.imgsz, "batch": self.batch,
-                                         "lr0": lr0, "lrf": lrf, "momentum": momentum, "weight_decay": weight_decay,
-                                         "single_cls": self.data.single_cls})
+        self.hyp = ultra.hyperparameters(epochs=self.epochs, imgsz=self.imgsz, batch=self.batch, lr0=lr0, lrf=lrf,
+                                         momentum=momentum, weight_decay=weight_decay,
+                                         single_cls=self.data.single_cls)
 
     # -- setup --------------------------------------------------------------------------------------------------
     def _build(self, model_dict: dict) -> _Run:
         with seeded(self.seed, self.device):
             model = ultra.build_model(model_dict, nc=self.data.nc)
-        model.nc, model.names, model.args = self.data.nc, self.data.names, self.hyp
-        for name, p in model.named_parameters():
-            p.requires_grad_(".dfl" not in name)  # Ultralytics always freezes DFL's fixed projection
-        model = model.to(self.device).train()
+        model = ultra.prepare_for_training(model, self.data.nc, self.data.names, self.hyp).to(self.device).train()
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.SGD(param_groups(model, self.lr0, self.momentum, self.weight_decay))
@@ -165,20 +157,17 @@ class FastTrainer:
 
     def _update(self, run: _Run, preds, batch: dict) -> None:
         """Ultralytics' loss (in fp32), backward, clip at 10, SGD step, EMA update."""
-        loss, items = run.model.loss(batch, _to_float(preds))
-        loss.sum().backward()
+        loss, total = ultra.detection_loss(run.model, batch, _to_float(preds))
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm=10.0)
         run.optimizer.step()
         run.optimizer.zero_grad(set_to_none=True)
         run.ema.update(run.model)
-        total = sum(items.values()).detach()
         run.loss_sum = total if run.loss_sum is None else run.loss_sum + total
 
     def _end_epoch(self, runs: list[_Run], epoch: int, nb: int) -> None:
         for run in runs:
-            criterion = getattr(run.model, "criterion", None)
-            if hasattr(criterion, "update"):
-                criterion.update()  # E2E heads: shift weight from one-to-many to one-to-one, per epoch
+            ultra.epoch_end(run.model)  # E2E heads: shift weight from one-to-many to one-to-one, per epoch
             if run.loss_sum is not None:
                 run.epoch_losses.append(float(run.loss_sum) / nb)
                 if not math.isfinite(run.epoch_losses[-1]):
@@ -250,13 +239,9 @@ class FastTrainer:
         """mAP50-95, mAP50, P, R of ``model`` from Ultralytics' ``DetectionValidator`` on the val split."""
         model.args = self.hyp
         device = "cpu" if self.device.type == "cpu" else str(self.device.index or 0)
-        args = {"data": str(self.data.data_yaml), "imgsz": self.imgsz, "batch": self.val_batch, "conf": 0.001,
-                "device": device, "plots": False, "verbose": self.verbose, "workers": 0, "split": "val",
-                "single_cls": self.data.single_cls, "save_json": False}
-        with tempfile.TemporaryDirectory() as tmp, ultra.ultralytics_verbosity(self.verbose):
-            validator = DetectionValidator(save_dir=Path(tmp), args=args)
-            validator(model=model)
-        return ultra.box_metrics(validator.metrics)
+        return ultra.validate(model, self.verbose, data=str(self.data.data_yaml), imgsz=self.imgsz,
+                              batch=self.val_batch, conf=0.001, device=device, plots=False, workers=0, split="val",
+                              single_cls=self.data.single_cls, save_json=False)
 
     @torch.no_grad()
     def val_loss(self, model: nn.Module) -> float:
@@ -274,8 +259,8 @@ class FastTrainer:
             batch = val.batch(idx)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 preds = model(batch["img"])
-            _, items = model.loss(batch, _to_float(preds))
-            total, n = total + float(sum(items.values())) * len(idx), n + len(idx)
+            _, items = ultra.detection_loss(model, batch, _to_float(preds))
+            total, n = total + float(items) * len(idx), n + len(idx)
         loss = total / n
         if not math.isfinite(loss):
             raise FloatingPointError("non-finite validation loss")
@@ -289,26 +274,23 @@ def bf16_supported(device: torch.device) -> bool:
     return device.type == "cpu" and bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
-class FastTrainEstimator(Estimator):
+class FastTrainEstimator(TrainingEstimator):
     """mAP50-95 after a short, complete schedule with :class:`FastTrainer`, averaged over ``seeds``.
 
-    Same knobs as :class:`ShortTrainEstimator`; ``imgsz=None`` means the candidate's own size, ``fidelity``
-    scales the epochs. ``score``: ``map`` (default), ``loss_drop``, or minus ``val_loss`` / ``train_loss``. The
-    decoded training split of the latest image size is kept and reused across candidates.
-    Extra keyword arguments go to :class:`FastTrainer` (``lr0``, ``mosaic``, ``compile``, ...).
+    Knobs as :class:`TrainingEstimator`; ``imgsz=None`` means the candidate's own size, ``fidelity`` scales the
+    epochs. ``score``: ``map`` (default), ``loss_drop``, or minus ``val_loss`` / ``train_loss``. The decoded training
+    split of the latest image size is kept and reused across candidates. Other keyword arguments go to
+    :class:`FastTrainer` (``lr0``, ``mosaic``, ``compile``, ...).
     """
 
     name = "fast-train"
 
-    def __init__(self, data, epochs: int = 10, imgsz: int | None = None, batch: int = 16, device: str = "cpu",
-                 fraction: float = 1.0, single_cls: bool = False, seeds: tuple[int, ...] = (0,),
-                 verbose: bool = False, score: str = "map", **trainer_kwargs):
+    def __init__(self, data, *args, score: str = "map", **kwargs):
         if score not in SCORES:
             raise ValueError(f"unknown score '{score}': choose from {', '.join(SCORES)}")
-        self.score = score
-        self.data, self.epochs, self.imgsz, self.batch, self.device = data, epochs, imgsz, batch, torch_device(device)
-        self.fraction, self.single_cls, self.seeds, self.verbose = fraction, single_cls, tuple(seeds), verbose
-        self.trainer_kwargs = trainer_kwargs
+        knobs, self.trainer_kwargs = self.split_knobs(kwargs)
+        super().__init__(data, *args, **knobs)
+        self.score, self.device = score, torch_device(self.device)
         self._datasets: dict[int, DeviceDataset] = {}
 
     def dataset(self, imgsz: int) -> DeviceDataset:
@@ -326,7 +308,7 @@ class FastTrainEstimator(Estimator):
 
         Raises ``FloatingPointError`` if any candidate diverges (call :meth:`estimate` one by one to isolate it).
         """
-        epochs = max(1, math.ceil(self.epochs * fidelity))
+        epochs = self.epochs_at(fidelity)
         sizes = {self.imgsz or c.proxy_imgsz for c in candidates}
         if len(sizes) != 1:
             raise ValueError(f"candidates trained together need one image size, got {sorted(sizes)}")

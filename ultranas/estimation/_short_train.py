@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 from .. import ultra
 from ..objectives._base import Candidate
-from ._base import Estimator
+from ._base import TrainingEstimator
 
 
 def compressed_schedule(epochs: int, batch: int) -> dict:
@@ -33,25 +32,22 @@ def compressed_schedule(epochs: int, batch: int) -> dict:
     }
 
 
-class ShortTrainEstimator(Estimator):
-    """mAP50-95 after a short, complete training run, averaged over ``seeds``.
+class ShortTrainEstimator(TrainingEstimator):
+    """mAP50-95 after a short, complete training run with the stock Ultralytics trainer, averaged over ``seeds``.
 
-    Knobs: ``epochs``, ``imgsz``, ``fraction`` (of the training images), ``single_cls`` (class-agnostic targets),
-    ``seeds``; ``fidelity`` scales the epochs (successive halving rungs).
+    Knobs as :class:`TrainingEstimator` (``epochs``, ``imgsz``, ``batch``, ``device``, ``fraction``,
+    ``single_cls``, ``seeds``, ``verbose``); other keyword arguments are Ultralytics training arguments.
     """
 
     name = "short-train"
 
-    def __init__(self, data, epochs: int = 10, imgsz: int | None = None, batch: int = 16, device: str = "cpu",
-                 fraction: float = 1.0, single_cls: bool = False, seeds: tuple[int, ...] = (0,),
-                 verbose: bool = False, **train_overrides):
-        self.data, self.epochs, self.imgsz, self.batch, self.device = data, epochs, imgsz, batch, device
-        self.fraction, self.single_cls, self.seeds, self.verbose = fraction, single_cls, tuple(seeds), verbose
-        self.train_overrides = train_overrides
+    def __init__(self, data, *args, **kwargs):
+        knobs, self.train_overrides = self.split_knobs(kwargs)
+        super().__init__(data, *args, **knobs)
         self.tag = ""  # prefix of the run folders (``rerank-`` for re-ranking runs)
 
     def estimate(self, candidate: Candidate, fidelity: float = 1.0) -> dict:
-        epochs = max(1, math.ceil(self.epochs * fidelity))
+        epochs = self.epochs_at(fidelity)
         imgsz = self.imgsz or candidate.proxy_imgsz
         model_yaml = candidate.workdir / "model.yaml"
         runs, t0 = [], time.time()

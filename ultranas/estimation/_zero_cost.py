@@ -7,48 +7,36 @@ that change weights work on a copy, so one model can be scored by several proxie
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
-import numpy as np
 import torch
 from torch import nn
 
 from .. import ultra
-from ..data import IMAGE_SUFFIXES, _label_dir, load_data_yaml, resolve_data
+from ..data import load_data_yaml, resolve_data
 from ..errors import UserError
 from ..objectives._base import Candidate
+from ..registry import Registry
 from ._base import Estimator
+from ._images import load_batches
+from ._torch import seeded
 
-ZERO_COST_PROXIES: dict[str, Callable[..., float]] = {}
+ZERO_COST_PROXIES = Registry("zero-cost proxy")
 MAE_SCALE_WEIGHTS = (1.0, 1.0, 6.0)  # MAE-DET's stage weights {0, 0, 1, 1, 6} for C1..C5: here P3, P4, P5
 MAE_BATCH = 2  # Gaussian images per entropy forward: C*H*W values per image already pin the std down
-_BATCH_CACHE: dict[tuple, list[dict]] = {}
 
 
-def register(name: str) -> Callable:
-    """Decorator: add ``fn(model, batch, seed=0) -> float`` to :data:`ZERO_COST_PROXIES` under ``name``."""
-
-    def wrap(fn: Callable[..., float]) -> Callable[..., float]:
-        ZERO_COST_PROXIES[name] = fn
-        return fn
-
-    return wrap
+def register_proxy(name: str) -> Callable:
+    """Decorator: add ``fn(model, batch, seed=0) -> float`` (higher is better) to :data:`ZERO_COST_PROXIES` under
+    ``name``; ``--proxy`` and ``calibrate --estimators zero-cost:<name>`` then accept it."""
+    return lambda fn: ZERO_COST_PROXIES.register(name, fn)
 
 
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device | str = "cpu"):
-    """Seed torch's RNG inside the block and restore the caller's RNG state afterwards."""
-    device = torch.device(device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
+register = register_proxy  # the former name (docs/zero_cost.md)
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -62,13 +50,13 @@ def _finite(value: float, proxy: str, why: str) -> float:
 
 
 # -- baselines ----------------------------------------------------------------------------------------------------
-@register("params")
+@register_proxy("params")
 def params_proxy(model: nn.Module, batch: dict, seed: int = 0) -> float:
     """log(parameter count): the baseline every proxy must beat."""
     return _finite(math.log(max(ultra.count_params(model), 1)), "params", "model has no parameters")
 
 
-@register("gflops")
+@register_proxy("gflops")
 def gflops_proxy(model: nn.Module, batch: dict, seed: int = 0) -> float:
     """log(GFLOPs) at the batch's image size (Ultralytics' own count)."""
     flops = ultra.gflops(model, int(batch["img"].shape[-1]))
@@ -90,7 +78,7 @@ def _gaussian_bn_free(model: nn.Module) -> nn.Module:
     return net
 
 
-@register("mae_entropy")
+@register_proxy("mae_entropy")
 def mae_entropy(model: nn.Module, batch: dict, seed: int = 0) -> float:
     """DAMO-YOLO MAE-NAS entropy of the feature maps Detect receives (Sun et al., ICML 2022, MAE-DET).
 
@@ -125,15 +113,7 @@ def mae_entropy(model: nn.Module, batch: dict, seed: int = 0) -> float:
 
 
 # -- SynFlow ------------------------------------------------------------------------------------------------------
-def _head_sum(out) -> torch.Tensor:
-    """Sum of Detect's raw box and class outputs (eval mode returns ``(decoded, raw)``; end-to-end heads nest two)."""
-    raw = out[1] if isinstance(out, tuple) else out
-    if "one2many" in raw:
-        return sum(_head_sum(v) for v in raw.values())
-    return raw["boxes"].sum() + raw["scores"].sum()
-
-
-@register("synflow")
+@register_proxy("synflow")
 def synflow(model: nn.Module, batch: dict, seed: int = 0) -> float:
     """log SynFlow (Tanaka et al., NeurIPS 2020): sum |theta * dR/dtheta|, R = sum of outputs on an all-ones input.
 
@@ -146,7 +126,7 @@ def synflow(model: nn.Module, batch: dict, seed: int = 0) -> float:
             p.abs_()
     net.zero_grad(set_to_none=True)
     x = torch.ones(1, 3, *batch["img"].shape[-2:], device=device, dtype=torch.float64)
-    _head_sum(net(x)).backward()
+    ultra.head_output_sum(net(x)).backward()
     with torch.no_grad():
         total = sum(float((p * p.grad).abs().sum()) for p in net.parameters() if p.grad is not None)
     if not (math.isfinite(total) and total > 0):
@@ -168,32 +148,22 @@ def split_batch(batch: dict, n: int) -> list[dict]:
     return out
 
 
-def _loss_ready(model: nn.Module) -> nn.Module:
-    """Give the model the hyperparameters Ultralytics' detection loss reads (box/cls/dfl gains, epochs)."""
-    from ultralytics.cfg import DEFAULT_CFG, get_cfg
-
-    if not hasattr(getattr(model, "args", None), "box"):
-        model.args = get_cfg(DEFAULT_CFG)
-    model.criterion = None
-    return model
-
-
-@register("zico")
+@register_proxy("zico")
 def zico(model: nn.Module, batch: dict, seed: int = 0, n_splits: int = 2) -> float:
     """ZiCo (Li et al., ICLR 2023): sum over conv/linear layers of log sum(mean|g| / std(g)) over mini-batches.
 
     Gradients of Ultralytics' own detection loss on ``n_splits`` mini-batches of the real batch (train mode).
     """
     device = _device(model)
-    net = _loss_ready(copy.deepcopy(model)).train()
+    net = ultra.prepare_loss(copy.deepcopy(model)).train()
     layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.requires_grad]
     grads: list[list[torch.Tensor]] = [[] for _ in layers]
     with seeded(seed, device):
         for mini in split_batch(batch, n_splits):
             net.zero_grad(set_to_none=True)
             mini = {k: v.to(device) for k, v in mini.items()}
-            loss, _ = net.loss(mini)
-            loss.sum().backward()
+            loss, _ = ultra.detection_loss(net, mini)
+            loss.backward()
             for g, m in zip(grads, layers, strict=True):
                 g.append(m.weight.grad.detach().flatten().clone() if m.weight.grad is not None else None)
     score, counted = 0.0, 0
@@ -209,80 +179,6 @@ def zico(model: nn.Module, batch: dict, seed: int = 0, n_splits: int = 2) -> flo
     if not counted:
         raise FloatingPointError("zero-cost proxy 'zico': gradients identical across mini-batches (same images?)")
     return _finite(score, "zico", "non-finite gradients from the detection loss")
-
-
-# -- real batches -------------------------------------------------------------------------------------------------
-def _letterbox(img: np.ndarray, labels: np.ndarray, imgsz: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resize the long side to ``imgsz``, pad to a square with grey (114), and move normalised xywh labels along."""
-    h, w = img.shape[:2]
-    r = imgsz / max(h, w)
-    nw, nh = max(1, round(w * r)), max(1, round(h * r))
-    left, top = (imgsz - nw) // 2, (imgsz - nh) // 2
-    out = np.full((imgsz, imgsz, 3), 114, dtype=np.uint8)
-    out[top:top + nh, left:left + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    labels = labels.copy()
-    labels[:, [1, 3]] *= nw / imgsz
-    labels[:, [2, 4]] *= nh / imgsz
-    labels[:, 1] += left / imgsz
-    labels[:, 2] += top / imgsz
-    return out, labels
-
-
-def _read_labels(path: Path) -> np.ndarray:
-    """(n, 5) cls, x, y, w, h normalised; polygon rows become their bounding boxes; no file means no objects."""
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            v = [float(t) for t in line.split()]
-            if len(v) == 5:
-                rows.append(v)
-            elif len(v) > 5 and len(v) % 2:
-                xs, ys = v[1::2], v[2::2]
-                rows.append([v[0], (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs),
-                             max(ys) - min(ys)])
-    return np.array(rows, dtype=np.float32).reshape(-1, 5)
-
-
-def _collate(imgs: list[np.ndarray], labels: list[np.ndarray]) -> dict:
-    img = torch.from_numpy(np.ascontiguousarray(np.stack(imgs)[..., ::-1].transpose(0, 3, 1, 2))).float() / 255
-    lab = np.concatenate(labels, 0)
-    idx = np.concatenate([np.full(len(x), i, dtype=np.float32) for i, x in enumerate(labels)])
-    return {"img": img, "cls": torch.from_numpy(lab[:, :1]), "bboxes": torch.from_numpy(lab[:, 1:]),
-            "batch_idx": torch.from_numpy(idx)}
-
-
-def load_batches(data_yaml: str | Path, imgsz: int = 128, batch_size: int = 8, n_batches: int = 1,
-                 seed: int = 0) -> list[dict]:
-    """Ultralytics batch dicts from the train split: letterboxed to ``imgsz``, no augmentation, cached by args.
-
-    Images are drawn in a seeded shuffle; a batch holds at most as many images as the split (coco8: 4), and
-    batches cycle through the split when it holds fewer than ``batch_size * n_batches``.
-    Every call returns fresh tensors (the cache keeps its own).
-    """
-    path = resolve_data(data_yaml)
-    key = (str(path), int(imgsz), int(batch_size), int(n_batches), int(seed))
-    if key not in _BATCH_CACHE:
-        cfg = load_data_yaml(path)
-        image_dir = (cfg["_root"] / cfg["train"]).resolve()
-        images = sorted(p for p in image_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if image_dir.is_dir() else []
-        if not images:
-            raise UserError(f"no train images in {image_dir} (from {path})")
-        random.Random(seed).shuffle(images)
-        label_dir, batches = _label_dir(image_dir), []
-        size = min(batch_size, len(images))  # distinct images within a batch, so mini-batches differ
-        for b in range(n_batches):
-            imgs, labels = [], []
-            for i in range(size):
-                file = images[(b * size + i) % len(images)]
-                img = cv2.imread(str(file))
-                if img is None:
-                    raise UserError(f"cannot read image {file}")
-                img, lab = _letterbox(img, _read_labels(label_dir / file.relative_to(image_dir).with_suffix(".txt")), imgsz)
-                imgs.append(img)
-                labels.append(lab)
-            batches.append(_collate(imgs, labels))
-        _BATCH_CACHE[key] = batches
-    return [{k: v.clone() for k, v in b.items()} for b in _BATCH_CACHE[key]]
 
 
 # -- estimator ----------------------------------------------------------------------------------------------------
@@ -303,8 +199,7 @@ class ZeroCostEstimator(Estimator):
 
     def __init__(self, data: str | Path, proxy: str = "mae_entropy", imgsz: int = 128, batch_size: int = 8,
                  seed: int = 0, device: str = "cpu"):
-        if proxy not in ZERO_COST_PROXIES:
-            raise UserError(f"unknown zero-cost proxy '{proxy}' (choose from: {', '.join(ZERO_COST_PROXIES)})")
+        ZERO_COST_PROXIES.lookup(proxy)  # an unknown name: one line listing the proxies
         self.data = resolve_data(data)
         self.nc = len(load_data_yaml(self.data)["names"])
         self.proxy, self.imgsz, self.batch_size, self.seed = proxy, int(imgsz), int(batch_size), int(seed)

@@ -1,25 +1,39 @@
-"""Objectives: map (up), latency, params, gflops (down). Cheap ones are known before training."""
+"""Objectives by name: map (up), latency, params, gflops (down). Cheap ones are known before training.
+
+Register a new one with :func:`register_objective` (an ``Objective`` subclass with a unique ``name``); the CLI's
+``--objectives`` help is read from this registry.
+"""
 
 from ..errors import UserError
+from ..registry import Registry
 from ._base import Candidate, Objective
 from .complexity import GFLOPsObjective, MapObjective, ParamsObjective
+from .latency import LatencyObjective
 
-OBJECTIVES = ("map", "latency", "params", "gflops")
+OBJECTIVES = Registry("objective")
 
 
-def make_objectives(names: list[str], latency=None) -> list[Objective]:
-    """Objectives by name; ``latency`` is the (shared) latency objective instance."""
+def register_objective(cls: type[Objective]) -> type[Objective]:
+    """Add ``cls`` under ``cls.name`` (usable as a class decorator)."""
+    return OBJECTIVES.register(cls.name, cls)
+
+
+for _cls in (MapObjective, LatencyObjective, ParamsObjective, GFLOPsObjective):
+    register_objective(_cls)
+
+
+def make_objectives(names: list[str], **instances) -> list[Objective]:
+    """Objectives by name; an instance passed by name (``latency=...``: the shared latency objective) is used as
+    given, the others are built with no arguments."""
     out = []
     for name in names:
-        if name not in OBJECTIVES:
-            raise UserError(f"unknown objective '{name}': choose from {', '.join(OBJECTIVES)}")
+        cls = OBJECTIVES.lookup(name)
         if name in [o.name for o in out]:
             raise UserError(f"objective '{name}' is listed twice")
-        out.append({"map": MapObjective, "params": ParamsObjective, "gflops": GFLOPsObjective}[name]()
-                   if name != "latency" else latency)
+        out.append(instances[name] if instances.get(name) is not None else cls())
     if not any(not o.cheap for o in out):
         raise UserError("objectives must include 'map': without it nothing measures accuracy")
     return out
 
 
-__all__ = ["OBJECTIVES", "Candidate", "Objective", "make_objectives"]
+__all__ = ["OBJECTIVES", "Candidate", "Objective", "make_objectives", "register_objective"]

@@ -22,18 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import ultra
 from ..errors import UserError
 from ..fsutil import atomic_write_json
-from .latency import (
-    default_threads,
-    example_input,
-    fixed_threads,
-    get_target,
-    host_fingerprint,
-    measure_latency,
-    prepare_model,
-    time_runs,
-)
+from ._targets import default_threads, get_target, host_fingerprint
+from ._timing import example_input, fixed_threads, measure_latency, prepare_model, time_runs
 
 _SIMPLE = (bool, int, float, str, type(None))
 _SKIP_ATTRS = {"i", "f", "training", "shape", "np"}  # layer position and runtime caches do not change its cost
@@ -115,9 +108,7 @@ class LatencyLUT:
         finally:
             for h in handles:
                 h.remove()
-        for m in layers:  # forget the shape caches the hooked pass filled, so profiling starts where a run does
-            if hasattr(m, "max_det"):
-                m.shape = None
+        ultra.reset_head_cache(model)  # forget what the hooked pass cached, so profiling starts where a run does
         return [(s, m, inp) for s, m, inp in zip(sigs, layers, seen, strict=True) if s is not None]
 
     def _profile(self, layer: torch.nn.Module, inp) -> float:

@@ -1,4 +1,8 @@
-"""Latency targets: where a design is timed (CPU, ONNX Runtime, CUDA, TensorRT), host fingerprint, model prep."""
+"""Latency targets by name: where a design is timed (CPU, ONNX Runtime, CUDA, TensorRT), and the host fingerprint.
+
+Add a target with :func:`register_target` (a :class:`LatencyTarget` with a new name); ``--latency-target`` and its
+help are read from :data:`TARGETS`.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +19,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-try:
-    import resource
-except ImportError:  # Windows
-    resource = None
-
 import torch
 
 from ..errors import UserError
-from ..ultra import build_model
+from ..registry import Registry
 
 
 def _cpu_model() -> str:
@@ -176,7 +175,15 @@ def _trt_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[
     return run
 
 
-TARGETS: dict[str, LatencyTarget] = {t.name: t for t in (
+TARGETS = Registry("latency target")
+
+
+def register_target(target: LatencyTarget) -> LatencyTarget:
+    """Add ``target`` to :data:`TARGETS` under ``target.name`` (which must be new)."""
+    return TARGETS.register(target.name, target)
+
+
+for _target in (
     LatencyTarget("torch-cpu", "eager PyTorch on CPU, Conv+BN fused, fp32", "cpu", False, False, (), _torch_runner),
     LatencyTarget("onnxruntime-cpu", "ONNX (opset 17, static shape) on onnxruntime's CPU provider, fp32", "cpu",
                   True, False, ("onnxruntime",), _ort_runner),
@@ -186,7 +193,8 @@ TARGETS: dict[str, LatencyTarget] = {t.name: t for t in (
                   False, True, ("cuda",), _cuda_runner(True)),
     LatencyTarget("tensorrt", "TensorRT fp16 engine built from the ONNX export", "cuda", True, False,
                   ("tensorrt", "cuda"), _trt_runner),
-)}
+):
+    register_target(_target)
 
 
 def default_target() -> str:
@@ -196,25 +204,6 @@ def default_target() -> str:
 
 def get_target(name: str | None = None) -> LatencyTarget:
     """The target called ``name`` (default: :func:`default_target`), checked to be usable on this machine."""
-    name = name or default_target()
-    if name not in TARGETS:
-        raise UserError(f"unknown latency target '{name}' (choose from: {', '.join(TARGETS)})")
-    target = TARGETS[name]
+    target = TARGETS.lookup(name or default_target())
     target.check()
     return target
-
-
-# -- measuring --------------------------------------------------------------------------------------------------
-def prepare_model(model_dict: dict, target: LatencyTarget, nc: int | None = None) -> torch.nn.Module:
-    """Build, fuse and put in eval mode; as Ultralytics' exporter does for export targets."""
-    model = build_model(model_dict, nc).eval()
-    model = model.fuse(verbose=False)
-    if target.export:
-        for m in model.modules():  # duck-typed so no Ultralytics class is imported here
-            if any(c.__name__ == "C2f" for c in type(m).__mro__):  # split instead of chunk, as the exporter does
-                m.forward = m.forward_split
-            if hasattr(m, "export") and hasattr(m, "max_det"):  # Detect family
-                m.export, m.format, m.dynamic, m.shape = True, "onnx", False, None
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model

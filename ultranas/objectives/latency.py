@@ -1,194 +1,41 @@
 """Latency objective: a design's measured inference time on a deployment target, cached in the study.
 
-Targets (``TARGETS``): ``torch-cpu`` (eager, fused), ``onnxruntime-cpu`` (static-shape ONNX, CPU provider),
-``torch-cuda-fp16``, ``torch-cuda-fp16-compiled`` and ``tensorrt``. Every measurement fixes and records the thread
-count, warms up, and reports the median of timed runs. Results are cached per (design, target, imgsz, batch,
-threads, host) in memory and in the optuna study's user attributes, so they survive a resume.
-The per-layer lookup-table predictor lives in ``_lut.py`` (``LatencyLUT``).
+Targets (``TARGETS``, ``_targets.py``): ``torch-cpu`` (eager, fused), ``onnxruntime-cpu`` (static-shape ONNX, CPU
+provider), ``torch-cuda-fp16``, ``torch-cuda-fp16-compiled`` and ``tensorrt``. Timing (``_timing.py``) fixes and
+records the thread count, warms up, and reports the median of timed runs. Results are cached per (design, target,
+imgsz, batch, threads, host) in memory and in the optuna study's user attributes, so they survive a resume.
+
+Latency you can compare (:class:`LatencyMeter`): a reference's latency is never taken from an old cache entry
+(another process, another load): each process times its references itself, and a design whose latency is close to
+a reference's (within ``margin``: by default up to twice as slow) is timed again *interleaved* with it (A B, B A,
+...), so both see the same machine load. Measured on a 2-core machine while a search trained on the other core,
+separate timings of the same design varied by up to 2x between processes; interleaved ratios did not
+(``benchmarks/latency_stability.py``). A judgement is a ratio (design / reference) measured on one host, which a
+distributed study can compare across hosts. The per-layer lookup-table predictor is in ``_lut.py``
+(:class:`LatencyLUT`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import gc
-import os
-import statistics
-import time
-from collections.abc import Callable
-
-try:
-    import resource
-except ImportError:  # Windows
-    resource = None
-
-import torch
 
 from ..errors import UserError
 from ._base import Candidate, Objective
-from ._targets import (
-    TARGETS,  # noqa: F401  (re-exported)
-    LatencyTarget,  # noqa: F401  (re-exported)
-    default_target,
-    default_threads,
-    get_target,
-    host_fingerprint,
+from ._lut import LatencyLUT
+from ._targets import TARGETS, LatencyTarget, default_target, default_threads, get_target, host_fingerprint
+from ._timing import (
+    compare_latency,
+    example_input,
+    fixed_threads,
+    load_seen,
+    make_runner,
+    measure_latency,
     prepare_model,
+    summarize,
+    time_runs,
 )
 
 CACHE_PREFIX = "latency:"
-
-
-def example_input(imgsz: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
-    return torch.rand(batch, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(seed))
-
-
-def _switches() -> int:
-    """Involuntary context switches of this process so far (0 where the OS does not say)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw if resource is not None else 0
-
-
-def time_runs(run: Callable[[], object], warmup: int, repeats: int, max_time_s: float | None = None,
-              inner: int = 1) -> tuple[list[float], int]:
-    """Milliseconds per call of ``run`` over ``repeats`` samples (``inner`` calls each) after ``warmup`` calls.
-
-    Samples during which the OS preempted this process (an involuntary context switch) are dropped when at least a
-    quarter of them (and 5) are clean, so a busy machine inflates the result less. Stops early once ``max_time_s``
-    is spent, keeping at least 5 samples. GC is off while timing. Returns (kept samples, dropped count).
-    """
-    for _ in range(warmup):
-        run()
-    enabled = gc.isenabled()
-    gc.disable()
-    times, clean, start = [], [], time.perf_counter()
-    try:
-        for i in range(repeats):
-            s0 = _switches()
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                run()
-            t1 = time.perf_counter()
-            times.append((t1 - t0) * 1e3 / inner)
-            if _switches() == s0:
-                clean.append(times[-1])
-            if max_time_s is not None and i >= 4 and t1 - start > max_time_s:
-                break
-    finally:
-        if enabled:
-            gc.enable()
-    if len(clean) >= max(5, len(times) // 4):
-        return clean, len(times) - len(clean)
-    return times, 0
-
-
-def summarize(times: list[float]) -> dict:
-    """median, mean, std, p10, p90, min and cv (std / mean) of timings in ms."""
-    q = statistics.quantiles(times, n=10, method="inclusive") if len(times) > 1 else [times[0]] * 9
-    mean = statistics.fmean(times)
-    std = statistics.pstdev(times)
-    return {"median_ms": statistics.median(times), "mean_ms": mean, "std_ms": std, "p10_ms": q[0],
-            "p90_ms": q[-1], "min_ms": min(times), "cv": std / mean if mean > 0 else 0.0, "repeats": len(times)}
-
-
-@contextlib.contextmanager
-def fixed_threads(n: int):
-    """Fix torch's intra-op threads for the block and restore them after."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def make_runner(model_dict: dict, imgsz: int, target: str | None = None, threads: int | None = None,
-                batch: int = 1, nc: int | None = None) -> Callable[[], object]:
-    """A ready-to-time ``run()`` of one design on ``target`` (built, fused, exported where the target exports)."""
-    tgt = get_target(target)
-    if imgsz % 32 or imgsz <= 0 or imgsz > 4096:
-        raise UserError(f"latency imgsz must be a positive multiple of 32 (at most 4096), got {imgsz}")
-    with fixed_threads(int(threads or default_threads())):
-        model = prepare_model(model_dict, tgt, nc)
-        x = example_input(imgsz, batch)
-        if tgt.device == "cuda":
-            model, x = model.to("cuda"), x.to("cuda")
-            if tgt.half:
-                model, x = model.half(), x.half()
-        return tgt.runner(model, (x,), int(threads or default_threads()))
-
-
-def load_seen() -> float | None:
-    """The host's 1-minute load average (runnable processes), recorded beside every timing."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (OSError, AttributeError):
-        return None
-
-
-def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, threads: int | None = None,
-                    warmup: int = 10, repeats: int = 50, batch: int = 1, max_time_s: float = 2.0,
-                    nc: int | None = None, max_cv: float = 0.1, attempts: int = 3) -> dict:
-    """Measure one design end to end on ``target`` (default :func:`default_target`).
-
-    Args:
-        model_dict: rendered Ultralytics model dict.
-        imgsz: square input size, a multiple of 32.
-        target: a name from ``TARGETS``.
-        threads: CPU threads (torch intra-op / onnxruntime intra-op); default :func:`default_threads`.
-        warmup: untimed calls first.
-        repeats: timed calls at most; fewer once ``max_time_s`` is spent (at least 5).
-        batch: images per call.
-        max_cv: a measurement whose spread (std / mean) is higher is repeated, up to ``attempts`` times in all,
-            and the least disturbed one (lowest median) is kept.
-
-    Returns:
-        ``median_ms`` and the other :func:`summarize` statistics, plus target, imgsz, batch, threads, host (the
-        fingerprint id), setup_s (build + export time), attempts, and ``load`` (the host's load average).
-    """
-    tgt = get_target(target)
-    threads = int(threads or default_threads())
-    t0 = time.perf_counter()
-    run = make_runner(model_dict, imgsz, tgt.name, threads, batch, nc)
-    setup_s = time.perf_counter() - t0
-    tries = []
-    with fixed_threads(threads):
-        for attempt in range(max(1, attempts)):
-            first = warmup if "compiled" not in tgt.name else max(warmup, 5)
-            times, dropped = time_runs(run, first if attempt == 0 else 2, repeats, max_time_s)
-            tries.append({**summarize(times), "preempted": dropped})
-            if tries[-1]["cv"] <= max_cv:
-                break
-    del run
-    if tgt.device == "cuda":
-        torch.cuda.empty_cache()
-    best = min(tries, key=lambda r: r["median_ms"])
-    return {**best, "target": tgt.name, "imgsz": imgsz, "batch": batch, "threads": threads,
-            "host": host_fingerprint()["id"], "setup_s": round(setup_s, 3), "attempts": len(tries),
-            "load": load_seen()}
-
-
-def compare_latency(run_a: Callable[[], object], run_b: Callable[[], object], threads: int | None = None,
-                    rounds: int = 5, per_round: int = 4, warmup: int = 3) -> dict:
-    """Time two ready runners interleaved (A B, then B A, ...) so both see the same machine load.
-
-    Returns ``ratio`` (median over rounds of median A / median B), the medians ``a_ms`` and ``b_ms``, the spread of
-    the per-round ratios (``ratio_p10``, ``ratio_p90``) and the ``load`` seen.
-    """
-    ratios, ta, tb = [], [], []
-    with fixed_threads(int(threads or default_threads())):
-        for _ in range(warmup):
-            run_a(), run_b()
-        for r in range(rounds):
-            order = (run_a, run_b) if r % 2 == 0 else (run_b, run_a)
-            first, _ = time_runs(order[0], 0, per_round)
-            second, _ = time_runs(order[1], 0, per_round)
-            a, b = (first, second) if r % 2 == 0 else (second, first)
-            ta += a
-            tb += b
-            ratios.append(statistics.median(a) / statistics.median(b))
-    q = statistics.quantiles(ratios, n=10, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 9
-    return {"ratio": statistics.median(ratios), "a_ms": statistics.median(ta), "b_ms": statistics.median(tb),
-            "ratio_p10": q[0], "ratio_p90": q[-1], "rounds": rounds, "load": load_seen()}
 
 
 # -- cache ------------------------------------------------------------------------------------------------------
@@ -250,12 +97,82 @@ def cached_latency(model_dict: dict, design_hash: str, imgsz: int, target: str |
     return result
 
 
+# -- judging against references ------------------------------------------------------------------------
+class LatencyMeter:
+    """Measure designs (:class:`~ultranas.objectives.Candidate`) on ``target`` and compare them with references.
+
+    Args:
+        target: latency target name (see ``TARGETS``).
+        threads: CPU threads for every timing (default :func:`default_threads`).
+        cache: where absolute measurements are kept (a study-backed :class:`LatencyCache` survives resume).
+        predictor: a calibrated :class:`LatencyLUT`: predictions replace measurements.
+        margin: designs whose latency differs from a reference's by at most this share are timed interleaved
+            with it (1.0: anything up to twice as slow).
+        measure_kw: passed to :func:`measure_latency` (warmup, repeats, max_time_s, ...).
+    """
+
+    def __init__(self, target: str | None = None, threads: int | None = None, cache: LatencyCache | None = None,
+                 predictor=None, margin: float = 1.0, **measure_kw):
+        self.target = get_target(target).name  # an unusable target fails here, before any search starts
+        self.threads = int(threads or default_threads())
+        self.cache = cache if cache is not None else LatencyCache()
+        self.predictor, self.margin, self.measure_kw = predictor, margin, {"max_time_s": 1.0, **measure_kw}
+        if predictor is not None and predictor.target != self.target:
+            raise UserError(f"latency predictor is for target '{predictor.target}', the meter for '{self.target}'")
+        self._references: dict[str, dict] = {}
+        self._runners: dict[str, object] = {}
+
+    def measure(self, cand) -> dict:
+        """The design's latency record (``median_ms``, spread, load, host ...), measured once and cached."""
+        if self.predictor is not None:
+            return {"median_ms": self.predictor.predict(cand.model_dict), "predicted": True, "target": self.target,
+                    "imgsz": cand.imgsz, "threads": self.predictor.threads, "host": host_fingerprint()["id"]}
+        return cached_latency(cand.model_dict, cand.design_hash, cand.imgsz, self.target, self.cache, self.threads,
+                              **self.measure_kw)
+
+    def reference(self, cand) -> dict:
+        """A reference's record, timed by this process (never taken from another process's cache entry)."""
+        key = f"{cand.design_hash}:{cand.imgsz}"
+        if key not in self._references:
+            if self.predictor is not None:
+                self._references[key] = self.measure(cand)
+            else:
+                self._references[key] = measure_latency(cand.model_dict, cand.imgsz, self.target, self.threads,
+                                                        **self.measure_kw)
+        return self._references[key]
+
+    def _runner(self, cand):
+        key = f"{cand.design_hash}:{cand.imgsz}"
+        if key not in self._runners:
+            self._runners[key] = make_runner(cand.model_dict, cand.imgsz, self.target, self.threads)
+        return self._runners[key]
+
+    def versus(self, cand, ref, interleave: bool | None = None) -> dict:
+        """``ratio`` = the design's latency / the reference's, and ``how`` it was decided.
+
+        Apart by more than ``margin``: from the two measurements (``separate``). Closer (or ``interleave=True``):
+        timed interleaved with the reference now (``interleaved``). Same design: 1.0.
+        """
+        if cand.design_hash == ref.design_hash and cand.imgsz == ref.imgsz:
+            return {"ratio": 1.0, "how": "same design"}
+        a, b = self.measure(cand)["median_ms"], self.reference(ref)["median_ms"]
+        ratio = a / b
+        close = abs(ratio - 1.0) <= self.margin
+        if self.predictor is not None or not (interleave or (interleave is None and close)):
+            return {"ratio": ratio, "how": "predicted" if self.predictor is not None else "separate",
+                    "a_ms": a, "b_ms": b, "load": load_seen()}
+        rec = compare_latency(self._runner(cand), self._runner(ref), self.threads)
+        self._runners.pop(f"{cand.design_hash}:{cand.imgsz}", None)  # references stay warm, designs do not
+        rec["how"] = "interleaved"
+        return rec
+
+
 # -- objective ------------------------------------------------------------------------------------------------
 class LatencyObjective(Objective):
     """Median inference latency in ms on the meter's target (minimize; cheap: known before training).
 
-    Reads :class:`~ultranas.objectives._meter.LatencyMeter` (measured once per design and cached, or predicted by a
-    calibrated LUT); it never changes the candidate.
+    Reads :class:`LatencyMeter` (measured once per design and cached, or predicted by a calibrated LUT); it never
+    changes the candidate.
     """
 
     name = "latency"
@@ -263,9 +180,7 @@ class LatencyObjective(Objective):
     cheap = True
 
     def __init__(self, target: str | None = None, cache: LatencyCache | None = None, predictor=None,
-                 threads: int | None = None, meter=None, **measure_kw):
-        from ._meter import LatencyMeter
-
+                 threads: int | None = None, meter: LatencyMeter | None = None, **measure_kw):
         self.meter = meter or LatencyMeter(target, threads=threads, cache=cache, predictor=predictor, **measure_kw)
         self.target = self.meter.target
 
@@ -283,14 +198,7 @@ def baseline_latencies(space, target: str | None = None, imgsz: int = 640, nc: i
     return out
 
 
-def __getattr__(name):  # LatencyLUT lives in _lut.py, which imports this module
-    if name == "LatencyLUT":
-        from ._lut import LatencyLUT
-
-        return LatencyLUT
-    raise AttributeError(name)
-
-
-__all__ = ["TARGETS", "LatencyCache", "LatencyObjective", "LatencyTarget", "baseline_latencies",
-           "cached_latency", "compare_latency", "default_target", "default_threads", "get_target",
-           "host_fingerprint", "make_runner", "measure_latency"]
+__all__ = ["TARGETS", "LatencyCache", "LatencyLUT", "LatencyMeter", "LatencyObjective", "LatencyTarget",
+           "baseline_latencies", "cached_latency", "compare_latency", "default_target", "default_threads",
+           "example_input", "fixed_threads", "get_target", "host_fingerprint", "load_seen", "make_runner",
+           "measure_latency", "prepare_model", "summarize", "time_runs"]

@@ -128,19 +128,13 @@ class SearchSpace:
 
 def load_model_yaml(path: str | Path) -> dict:
     """Read a model YAML safely, applying Ultralytics' scale-from-file-name rule (``yolo11n.yaml`` -> ``yolo11.yaml``)."""
-    import re
-
     path = Path(path)
     if not path.is_file():
-        from ultralytics.utils.checks import check_yaml
+        from .. import ultra
 
-        unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", str(path))
-        found = check_yaml(unified, hard=False)
-        if not found:
+        model = ultra.bundled_model_yaml(path)
+        if model is None:
             raise UserError(f"model YAML not found: {path}")
-        scale = re.search(r"yolo(e-)?[v]?\d+([nslmx])", path.stem)
-        model = yaml.safe_load(Path(found).read_text())
-        model["scale"] = scale.group(2) if scale else None
         return model
     try:
         model = yaml.safe_load(path.read_text())

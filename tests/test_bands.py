@@ -1,0 +1,43 @@
+"""Latency bands: which designs each reference's band holds, how trials are shared, which bands a limit leaves."""
+
+from __future__ import annotations
+
+from ultranas.bands import Band, band_of, make_bands, next_band, reachable_bands
+
+MS = {"yolo11n": 10.0, "yolo11s": 25.0, "yolo26n": 9.0}
+
+
+def _vs(**ratios):
+    return {r: {"ratio": v} for r, v in ratios.items()}
+
+
+def test_bands_are_ordered_fastest_first_and_do_not_overlap():
+    n, s = make_bands(["yolo11s", "yolo11n"], MS)
+    assert (n.reference, n.faster, s.reference, s.faster) == ("yolo11n", None, "yolo11s", "yolo11n")
+    assert band_of([n, s], _vs(yolo11n=0.5, yolo11s=0.2)) == n
+    assert band_of([n, s], _vs(yolo11n=1.0, yolo11s=0.4)) == n  # no slower than yolo11n: n's band, not s's
+    assert band_of([n, s], _vs(yolo11n=1.3, yolo11s=0.52)) == s
+    assert band_of([n, s], _vs(yolo11n=3.0, yolo11s=1.2)) is None  # slower than every reference
+
+
+def test_a_floor_leaves_much_faster_designs_out():
+    (n,) = make_bands(["yolo11n"], MS, floor=0.8)
+    assert not n.holds(_vs(yolo11n=0.7)) and n.holds(_vs(yolo11n=0.9)) and not n.holds(_vs(yolo11n=1.01))
+    assert "0.8 x yolo11n" in str(n)
+
+
+def test_next_band_shares_trials_evenly_fastest_first():
+    bands = make_bands(["yolo11n", "yolo11s"], MS)
+    assert next_band(bands, {}).reference == "yolo11n"
+    assert next_band(bands, {"yolo11n": 1}).reference == "yolo11s"
+    assert next_band(bands, {"yolo11n": 3, "yolo11s": 3}).reference == "yolo11n"
+
+
+def test_a_hard_limit_drops_the_bands_it_leaves_empty():
+    bands = make_bands(["yolo11n", "yolo11s"], MS)
+    assert [b.reference for b in reachable_bands(bands, MS, MS["yolo11n"])] == ["yolo11n"]  # --latency-le yolo11n
+    assert [b.reference for b in reachable_bands(bands, MS, 12.0)] == ["yolo11n", "yolo11s"]  # s's band reachable
+    assert reachable_bands(bands, MS, float("inf")) == bands
+    floored = make_bands(["yolo11n"], MS, floor=0.9)
+    assert reachable_bands(floored, MS, 8.5) == []  # the whole band lies above the limit
+    assert reachable_bands([Band("yolo11n")], MS, 1.0) == [Band("yolo11n")]

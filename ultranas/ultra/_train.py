@@ -1,0 +1,104 @@
+"""Ultralytics' detection ``Model`` (its public task map), stock training and validation, EMA, log verbosity."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from ..runtime import patch_amp_check
+
+patch_amp_check()  # offline settings, and an AMP check that downloads nothing, before the trainer is imported
+
+from ultralytics.engine.model import Model
+from ultralytics.models import yolo
+from ultralytics.nn.tasks import DetectionModel
+from ultralytics.utils import LOGGER
+from ultralytics.utils.torch_utils import ModelEMA
+
+from ._args import check_args
+
+__all__ = ["DetectionTask", "ModelEMA", "box_metrics", "train", "ultralytics_verbosity", "validate"]
+
+
+class DetectionTask(Model):
+    """An Ultralytics ``Model`` that knows one task, detection, as Ultralytics' own ``NAS`` class is a thin ``Model``."""
+
+    def __init__(self, model: str | Path, task: str = "detect", verbose: bool = False):
+        super().__init__(model=str(model), task=task, verbose=verbose)
+
+    @property
+    def task_map(self) -> dict:
+        return {
+            "detect": {
+                "model": DetectionModel,
+                "trainer": yolo.detect.DetectionTrainer,
+                "validator": yolo.detect.DetectionValidator,
+                "predictor": yolo.detect.DetectionPredictor,
+            }
+        }
+
+
+@contextlib.contextmanager
+def ultralytics_verbosity(verbose: bool):
+    """Show Ultralytics' own per-epoch output only when asked."""
+    level = LOGGER.level
+    LOGGER.setLevel(logging.INFO if verbose else logging.ERROR)
+    old = os.environ.get("YOLO_VERBOSE")
+    os.environ["YOLO_VERBOSE"] = "true" if verbose else "false"
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
+        if old is None:
+            os.environ.pop("YOLO_VERBOSE", None)
+        else:
+            os.environ["YOLO_VERBOSE"] = old
+
+
+def box_metrics(metrics) -> dict:
+    """mAP50-95 / mAP50 / precision / recall from Ultralytics' DetMetrics."""
+    rd = metrics.results_dict
+    out = {
+        "map": float(rd.get("metrics/mAP50-95(B)", float("nan"))),
+        "map50": float(rd.get("metrics/mAP50(B)", float("nan"))),
+        "precision": float(rd.get("metrics/precision(B)", float("nan"))),
+        "recall": float(rd.get("metrics/recall(B)", float("nan"))),
+    }
+    if not all(math.isfinite(v) for v in out.values()):
+        raise FloatingPointError("validation produced non-finite metrics (NaN loss or diverged training)")
+    return out
+
+
+def train(model_yaml: str | Path, data: str | Path, project: str | Path, name: str, verbose: bool = False,
+          **overrides) -> tuple[dict, Path]:
+    """Train a rendered design from scratch with the stock Ultralytics trainer; returns (metrics, best.pt).
+
+    Ultralytics reads only the checked copy of ``data`` (no ``download:`` is ever run).
+    """
+    from ..data import safe_data_yaml
+
+    args = dict(data=str(data), project=str(Path(project).resolve()), name=name, exist_ok=True, plots=False,
+                verbose=verbose, workers=0, amp=True, pretrained=False)
+    args.update(overrides)
+    check_args(args)
+    args["data"] = str(safe_data_yaml(args["data"]))
+    with ultralytics_verbosity(verbose):
+        model = DetectionTask(str(model_yaml))
+        metrics = model.train(**args)
+    best = Path(model.trainer.save_dir) / "weights" / "best.pt"
+    if metrics is None:
+        raise RuntimeError("training returned no metrics")
+    return box_metrics(metrics), best
+
+
+def validate(model: DetectionModel, verbose: bool = False, **args) -> dict:
+    """mAP50-95, mAP50, P, R of ``model`` from Ultralytics' ``DetectionValidator`` (``args``: data, imgsz, batch,
+    split, ...), run in a temporary folder."""
+    with tempfile.TemporaryDirectory() as tmp, ultralytics_verbosity(verbose):
+        validator = yolo.detect.DetectionValidator(save_dir=Path(tmp), args={**args, "verbose": verbose})
+        validator(model=model)
+    return box_metrics(validator.metrics)
