@@ -7,7 +7,6 @@ cheap, before any training) -> estimate -> tell.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -23,20 +22,21 @@ from tqdm import tqdm
 from . import ultra
 from .bands import GFLOPS_PRESCREEN, band_of, make_bands, next_band, reachable_bands
 from .config import SearchConfig
-from .data import check_dataset, class_names, safe_data_yaml
+from .data import class_names, safe_data_yaml
 from .errors import Interrupted, RunFailed, UserError
 from .estimation import Pruned, SuccessiveHalving, make_estimator
 from .fsutil import RunLock, atomic_write_text, atomic_write_yaml
 from .objectives import Candidate, make_objectives
+from .preflight import preflight, sigterm_as_interrupt
 from .report import write_reports
 from .rundir import absolute_paths, check_resumable, check_writable, load_run, new_run_dir, open_study
 from .space import SearchSpace, load_space
 from .storage import fail_stale, heartbeat
 from .strategies import make_strategy, pareto_fitness
+from .trials import COUNTED, add_screened, counted, gives_way, recover_interrupted, tell_uncounted
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TS = optuna.trial.TrialState
-COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL)
 MAX_SCREENED = 500  # proposals in a row that fail the screen before the search gives up
 TRIAL_ERRORS = (RuntimeError, FloatingPointError, ValueError, AssertionError, TypeError, KeyError, IndexError,
                 torch.OutOfMemoryError, UserError)  # a design that fails these fails alone; the search goes on
@@ -131,39 +131,6 @@ class SearchContext:
         return None
 
 
-def counted(study: optuna.Study) -> int:
-    """Trials that used the budget: finished, not duplicates, not interrupted, not screened. A trial failed by a
-    heartbeat timeout (its worker died, so no ``failure`` was recorded) is not counted: its retry is."""
-    return sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED)
-               if not t.user_attrs.get("uncounted") and (t.state != TS.FAIL or "failure" in t.user_attrs))
-
-
-def recover_interrupted(study: optuna.Study) -> int:
-    """Trials left RUNNING by a killed run: mark failed and queue their design again; returns how many.
-
-    A storage without heartbeats (SQLite, a journal file) serves one machine, so a RUNNING trial there was left by a
-    stopped process. With heartbeats (PostgreSQL, MySQL: a shared study) a RUNNING trial may be evaluated right now
-    by a live worker elsewhere: only trials whose worker stopped beating for the grace period are failed (and
-    re-queued by the storage's retry callback), through optuna's stale-heartbeat check; the rest are left alone.
-    """
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    if is_heartbeat_enabled(study._storage):
-        running = {t.number for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,))}
-        fail_stale(study)
-        return sum(1 for t in study.get_trials(deepcopy=False, states=(TS.FAIL,)) if t.number in running)
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "failure", "interrupted (process stopped); re-queued")
-        study._storage.set_trial_user_attr(t._trial_id, "uncounted", True)
-        study._storage.set_trial_state_values(t._trial_id, TS.FAIL)
-        if t.params:
-            keep = {k: t.user_attrs[k] for k in ("info", "point") if k in t.user_attrs}
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **keep}, skip_if_exists=False)
-        n += 1
-    return n
-
-
 def warm_start(ctx: SearchContext) -> None:
     """Queue the space's named points (the hand-designed baselines) once, before any strategy proposal."""
     if not ctx.cfg.warm_start or ctx.study.user_attrs.get("warm_started"):
@@ -231,18 +198,12 @@ def propose(ctx: SearchContext) -> None:
             accepted = True  # cannot be built or timed: the trial records why, as a failed design
         if accepted:
             ctx.study.enqueue_trial(g)
-            _add_screened(ctx.study, attempt)
+            add_screened(ctx.study, attempt)
             return
-    _add_screened(ctx.study, MAX_SCREENED)
+    add_screened(ctx.study, MAX_SCREENED)
     raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
                     + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"
                     " relax the limits or lower --trials")
-
-
-def _add_screened(study: optuna.Study, n: int) -> None:
-    """Count proposals screened out before becoming trials (``screened`` in the study: a search's hidden cost)."""
-    if n:
-        study.set_user_attr("screened", int(study.user_attrs.get("screened", 0)) + n)
 
 
 def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float | None]:
@@ -250,7 +211,7 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
     g = suggest_genotype(ctx.space, trial)
     ok, reason = ctx.space.check(g)
     if not ok:
-        return _tell_uncounted(ctx, trial, f"invalid design: {reason}", TS.FAIL, "invalid")
+        return tell_uncounted(ctx.study, trial, f"invalid design: {reason}", TS.FAIL, "invalid")
     h = ctx.space.design_hash(g, ctx.nc)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("genotype", g)
@@ -265,7 +226,7 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         return "duplicate", None
     if any(t.user_attrs.get("hash") == h and t.number != trial.number
            for t in ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))):
-        return _tell_uncounted(ctx, trial, "the same design is being evaluated by another worker", TS.FAIL,
+        return tell_uncounted(ctx.study, trial, "the same design is being evaluated by another worker", TS.FAIL,
                                "duplicate")
     t0 = time.time()
     try:
@@ -276,7 +237,7 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         screened = ctx.judge(cand)
         trial.set_user_attr("info", cand.info)
         if screened is not None:
-            return _tell_uncounted(ctx, trial, f"screened: {screened}", TS.PRUNED, "screened")
+            return tell_uncounted(ctx.study, trial, f"screened: {screened}", TS.PRUNED, "screened")
         cand.workdir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cand.workdir / "model.yaml", ctx.space.to_yaml(g, ctx.nc))
         if ctx.halving and ctx.estimator.trains:
@@ -310,13 +271,6 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         return "failed", None
 
 
-def _tell_uncounted(ctx, trial, reason: str, state, label: str) -> tuple[str, None]:
-    trial.set_user_attr("uncounted", True)
-    trial.set_user_attr("failure", reason)
-    ctx.study.tell(trial, state=state)
-    return label, None
-
-
 def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -> None:
     """Evaluate trials until the study has ``cfg.trials`` counted trials (shared across workers), then wait for the
     trials other workers are still running (a dead worker's trial is failed after its heartbeat grace and retried)."""
@@ -344,7 +298,7 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
             if not waiting:
                 propose(ctx)
             trial = ctx.study.ask()
-            if _gives_way(ctx, trial):
+            if gives_way(ctx.study, trial, ctx.cfg.trials):
                 time.sleep(poll_s)
                 continue
             with heartbeat(ctx.study, trial):
@@ -359,89 +313,10 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
         bar.close()
 
 
-def _gives_way(ctx: SearchContext, trial: optuna.Trial) -> bool:
-    """Workers that start the budget's last trial at the same moment: the later-numbered trial gives way (a trial of a
-    dead worker keeps its place until its heartbeat goes stale and it is retried). Returns whether it gave way; a
-    queued retry or baseline is queued again, a fresh proposal is dropped (nothing was evaluated)."""
-    study = ctx.study
-    ahead = sum(1 for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)) if t.number < trial.number)
-    if counted(study) + ahead < ctx.cfg.trials:
-        return False
-    keep = {k: v for k, v in trial.user_attrs.items() if k in ("retry_of", "point", "info")}
-    system = study._storage.get_trial_system_attrs(trial._trial_id)
-    params, retried = system.get("fixed_params") or trial.params, system.get("failed_trial")
-    _tell_uncounted(ctx, trial, "gave way: another worker started the budget's last trial", TS.FAIL, "gave way")
-    if params and (keep or retried is not None):
-        study.enqueue_trial(params, user_attrs=keep or {"retry_of": retried}, skip_if_exists=False)
-    return True
-
-
 def _best_score(study: optuna.Study) -> float | None:
     scores = [t.user_attrs["metrics"]["score"] for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
               if "score" in t.user_attrs.get("metrics", {})]
     return max(scores) if scores else None
-
-
-def preflight(cfg: SearchConfig) -> None:
-    """Fail on bad settings before anything is written."""
-    from .estimation import ESTIMATORS
-    from .objectives.latency import get_target
-
-    check_dataset(cfg.data, cfg.coco128)
-    space = load_space(cfg.space)
-    make_objectives(cfg.objectives, latency=_LatencyName())
-    make_strategy(cfg.strategy, space, seed=cfg.seed)
-    if cfg.estimator not in ESTIMATORS:
-        raise UserError(f"unknown estimator '{cfg.estimator}': choose from {', '.join(ESTIMATORS)}")
-    if cfg.estimator == "zero-cost":
-        make_estimator(cfg.estimator, cfg.data, epochs=1, imgsz=cfg.proxy_imgsz, batch=1, device="cpu",
-                       proxy=cfg.proxy)
-    get_target(cfg.latency_target)
-    if cfg.latency_lut:
-        from .objectives._lut import LatencyLUT
-
-        lut = LatencyLUT.load(cfg.latency_lut)  # unreadable, not a table, or profiled on another host: one line
-        sizes = sorted({int(s) for s in space.decisions.get("imgsz", [cfg.imgsz])})  # the designs' deploy sizes
-        if lut.target != cfg.latency_target or sizes != [lut.imgsz]:
-            raise UserError(f"--latency-lut {cfg.latency_lut} predicts {lut.target} at {lut.imgsz} px, but this search "
-                            f"times {cfg.latency_target} at {', '.join(map(str, sizes))} px: profile a table for "
-                            "that target and size (LatencyLUT(target, imgsz).calibrate(...).save(path))")
-    for name in [cfg.latency_le] * bool(cfg.latency_le) + cfg.references:
-        space.point(name)  # a typo fails here, not after the search
-    if cfg.storage:
-        from .rundir import check_storage_url
-
-        check_storage_url(cfg.storage, connect=True)
-    if cfg.device not in ("cpu", "mps"):
-        ids = [int(p) for p in str(cfg.device).replace("cuda:", "").split(",")]
-        if max(ids) >= torch.cuda.device_count():
-            raise UserError(f"device '{cfg.device}' is not available: this machine has "
-                            f"{torch.cuda.device_count()} CUDA device(s); use --device cpu")
-
-
-class _LatencyName:
-    name, direction, cheap = "latency", "minimize", True
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt():
-    """While a run is under way, a scheduler's SIGTERM is handled like Ctrl-C: the trial's bookkeeping finishes and
-    the run can be resumed (before and after, SIGTERM keeps its default meaning)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def search(resume: str | Path | None = None, progress: bool = True, **kwargs) -> Path:

@@ -1,0 +1,77 @@
+"""Checks that run before a search writes anything, and the signal handling while it runs."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .config import SearchConfig
+from .data import check_dataset
+from .errors import UserError
+from .estimation import make_estimator
+from .objectives import make_objectives
+from .space import load_space
+from .strategies import make_strategy
+
+
+def preflight(cfg: SearchConfig) -> None:
+    """Fail on bad settings before anything is written."""
+    from .estimation import ESTIMATORS
+    from .objectives.latency import get_target
+
+    check_dataset(cfg.data, cfg.coco128)
+    space = load_space(cfg.space)
+    make_objectives(cfg.objectives, latency=_LatencyName())
+    make_strategy(cfg.strategy, space, seed=cfg.seed)
+    if cfg.estimator not in ESTIMATORS:
+        raise UserError(f"unknown estimator '{cfg.estimator}': choose from {', '.join(ESTIMATORS)}")
+    if cfg.estimator == "zero-cost":
+        make_estimator(cfg.estimator, cfg.data, epochs=1, imgsz=cfg.proxy_imgsz, batch=1, device="cpu",
+                       proxy=cfg.proxy)
+    get_target(cfg.latency_target)
+    if cfg.latency_lut:
+        from .objectives._lut import LatencyLUT
+
+        lut = LatencyLUT.load(cfg.latency_lut)  # unreadable, not a table, or profiled on another host: one line
+        sizes = sorted({int(s) for s in space.decisions.get("imgsz", [cfg.imgsz])})  # the designs' deploy sizes
+        if lut.target != cfg.latency_target or sizes != [lut.imgsz]:
+            raise UserError(f"--latency-lut {cfg.latency_lut} predicts {lut.target} at {lut.imgsz} px, but this search "
+                            f"times {cfg.latency_target} at {', '.join(map(str, sizes))} px: profile a table for "
+                            "that target and size (LatencyLUT(target, imgsz).calibrate(...).save(path))")
+    for name in [cfg.latency_le] * bool(cfg.latency_le) + cfg.references:
+        space.point(name)  # a typo fails here, not after the search
+    if cfg.storage:
+        from .rundir import check_storage_url
+
+        check_storage_url(cfg.storage, connect=True)
+    if cfg.device not in ("cpu", "mps"):
+        ids = [int(p) for p in str(cfg.device).replace("cuda:", "").split(",")]
+        if max(ids) >= torch.cuda.device_count():
+            raise UserError(f"device '{cfg.device}' is not available: this machine has "
+                            f"{torch.cuda.device_count()} CUDA device(s); use --device cpu")
+
+
+class _LatencyName:
+    name, direction, cheap = "latency", "minimize", True
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While a run is under way, a scheduler's SIGTERM is handled like Ctrl-C: the trial's bookkeeping finishes and
+    the run can be resumed (before and after, SIGTERM keeps its default meaning)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -1,0 +1,74 @@
+"""Trial bookkeeping that every worker of a study shares: what counts against ``--trials``, what happens to a trial
+whose process stopped, and which of two workers starting the budget's last trial goes ahead."""
+
+from __future__ import annotations
+
+import optuna
+
+from .storage import fail_stale
+
+TS = optuna.trial.TrialState
+COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL)
+
+
+def counted(study: optuna.Study) -> int:
+    """Trials that used the budget: finished, not duplicates, not interrupted, not screened. A trial failed by a
+    heartbeat timeout (its worker died, so no ``failure`` was recorded) is not counted: its retry is."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED)
+               if not t.user_attrs.get("uncounted") and (t.state != TS.FAIL or "failure" in t.user_attrs))
+
+
+def recover_interrupted(study: optuna.Study) -> int:
+    """Trials left RUNNING by a killed run: mark failed and queue their design again; returns how many.
+
+    A storage without heartbeats (SQLite, a journal file) serves one machine, so a RUNNING trial there was left by a
+    stopped process. With heartbeats (PostgreSQL, MySQL: a shared study) a RUNNING trial may be evaluated right now
+    by a live worker elsewhere: only trials whose worker stopped beating for the grace period are failed (and
+    re-queued by the storage's retry callback), through optuna's stale-heartbeat check; the rest are left alone.
+    """
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    if is_heartbeat_enabled(study._storage):
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,))}
+        fail_stale(study)
+        return sum(1 for t in study.get_trials(deepcopy=False, states=(TS.FAIL,)) if t.number in running)
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "failure", "interrupted (process stopped); re-queued")
+        study._storage.set_trial_user_attr(t._trial_id, "uncounted", True)
+        study._storage.set_trial_state_values(t._trial_id, TS.FAIL)
+        if t.params:
+            keep = {k: t.user_attrs[k] for k in ("info", "point") if k in t.user_attrs}
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **keep}, skip_if_exists=False)
+        n += 1
+    return n
+
+
+def add_screened(study: optuna.Study, n: int) -> None:
+    """Count proposals screened out before becoming trials (``screened`` in the study: a search's hidden cost)."""
+    if n:
+        study.set_user_attr("screened", int(study.user_attrs.get("screened", 0)) + n)
+
+
+def tell_uncounted(study: optuna.Study, trial: optuna.Trial, reason: str, state, label: str) -> tuple[str, None]:
+    """End ``trial`` without using the budget (screened, duplicate, invalid, gave way); returns (label, None)."""
+    trial.set_user_attr("uncounted", True)
+    trial.set_user_attr("failure", reason)
+    study.tell(trial, state=state)
+    return label, None
+
+
+def gives_way(study: optuna.Study, trial: optuna.Trial, trials: int) -> bool:
+    """Workers that start the budget's last trial at the same moment: the later-numbered trial gives way (a trial of a
+    dead worker keeps its place until its heartbeat goes stale and it is retried). Returns whether it gave way; a
+    queued retry or baseline is queued again, a fresh proposal is dropped (nothing was evaluated)."""
+    ahead = sum(1 for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)) if t.number < trial.number)
+    if counted(study) + ahead < trials:
+        return False
+    keep = {k: v for k, v in trial.user_attrs.items() if k in ("retry_of", "point", "info")}
+    system = study._storage.get_trial_system_attrs(trial._trial_id)
+    params, retried = system.get("fixed_params") or trial.params, system.get("failed_trial")
+    tell_uncounted(study, trial, "gave way: another worker started the budget's last trial", TS.FAIL, "gave way")
+    if params and (keep or retried is not None):
+        study.enqueue_trial(params, user_attrs=keep or {"retry_of": retried}, skip_if_exists=False)
+    return True
