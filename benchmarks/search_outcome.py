@@ -45,7 +45,7 @@ def args() -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--trainer", default="fast")
     ap.add_argument("--score", default="loss_drop")
-    ap.add_argument("--band-floor", type=float, default=0.85, help="the band: latency in (floor, 1] x the reference's")
+    ap.add_argument("--band-floor", type=float, default=0.0, help="the band: latency in (floor, 1] x the reference's (0: off)")
     ap.add_argument("--rerank", type=int, default=4, help="designs re-ranked per band after the search")
     ap.add_argument("--rerank-epochs", type=int, default=16)
     ap.add_argument("--rerank-imgsz", type=int, default=128)

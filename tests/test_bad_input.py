@@ -245,7 +245,8 @@ ENGINE_CASES = {  # refused by the engine before anything in the project or run 
     "unknown reference in --references": (lambda t: ["search", *TINY, "--references", "yolo11x"], "yolo11x"),
     "unreachable storage": (lambda t: ["search", *TINY, "--storage", "postgresql://nas@127.0.0.1:1/x"],
                             "cannot open the study storage"),
-    "resume with another data": (lambda t: ["search", "--resume", _run(t, None), "--data", "coco8.yaml"], "--resume"),
+    "resume with another data": (lambda t: ["search", "--resume", _run(t), "--data", _dataset(t)],
+                                 "conflicts with the run's 'coco8.yaml'"),
     "empty study.db under resume": (lambda t: ["search", "--resume", _run(t, b"")], "study"),
     "corrupted study database": (lambda t: ["search", "--resume", _run(t)], "cannot be read as an optuna study"),
 }

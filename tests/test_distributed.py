@@ -38,6 +38,17 @@ def _load(name: str, url: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def _wait_for_study(name: str, url: str, timeout: float = 120) -> None:
+    """The study exists once the coordinator has started."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            _load(name, url)
+            return
+        except KeyError:
+            time.sleep(0.5)
+
+
 def _cli(*args, **kw):
     return subprocess.Popen([sys.executable, "-m", "ultranas", *map(str, args)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -49,13 +60,7 @@ def test_workers_share_a_study_and_a_killed_workers_trial_is_retried(postgres, t
     coordinator = _cli("search", "--storage", postgres, "--name", name, "--trials", trials, "--epochs", 3,
                        "--imgsz", 32, "--batch", 4, "--strategy", "random", "--objectives", "map",
                        "--focus", "front", "--no-final", "--project", tmp_path, cwd=tmp_path)
-    deadline = time.time() + 120
-    while time.time() < deadline:  # the study exists once the coordinator has started
-        try:
-            _load(name, postgres)
-            break
-        except KeyError:
-            time.sleep(0.5)
+    _wait_for_study(name, postgres)
     victim = _cli("worker", "--storage", postgres, "--name", name, "--quiet", cwd=tmp_path)
     helper = _cli("worker", "--storage", postgres, "--name", name, "--quiet", cwd=tmp_path)
     killed_trial = None
@@ -116,13 +121,7 @@ def test_resume_leaves_a_trial_that_a_live_worker_is_running_alone(postgres, tmp
     coordinator = _cli("search", "--storage", postgres, "--name", name, "--trials", trials, "--epochs", 30,
                        "--imgsz", 32, "--proxy-imgsz", 32, "--batch", 4, "--strategy", "random", "--objectives", "map",
                        "--references", "", "--no-warm-start", "--no-final", "--project", tmp_path, cwd=tmp_path)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            _load(name, postgres)
-            break
-        except KeyError:
-            time.sleep(0.5)
+    _wait_for_study(name, postgres)
     worker = _cli("worker", "--storage", postgres, "--name", name, "--quiet", cwd=tmp_path)
     live = training = None
     deadline = time.time() + 300

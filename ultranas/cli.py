@@ -324,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         print("ultranas: interrupted; finished trials are saved." + (f" Continue with: ultranas search --resume {run}"
               if run else ""), file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ultranas space show yolo | head`: the reader left early, which is no error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # unexpected: still one line unless --debug
         if debug:
             raise

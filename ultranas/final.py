@@ -145,6 +145,8 @@ def select(ctx, ref_cand, reference: str, pool, tries: int = 8):
         check = ctx.meter.versus(cand, ref_cand, interleave=True)
         if check["ratio"] <= 1.0:
             return t, cand, check
+        print(f"ultranas: trial {t.number} re-timed here at {check['ratio']:.3f}x {reference}'s latency "
+              f"(searched at {vs['ratio']:.3f}x): not allowed, trying the next design", flush=True)
         if tries <= 0:
             break
     return None, None, None
