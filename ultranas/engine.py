@@ -33,7 +33,7 @@ from .rundir import absolute_paths, check_resumable, check_writable, load_run, n
 from .space import SearchSpace, load_space
 from .storage import fail_stale, heartbeat
 from .strategies import make_strategy, pareto_fitness
-from .trials import COUNTED, add_screened, counted, gives_way, recover_interrupted, tell_uncounted
+from .trials import COUNTED, add_screened, counted, gives_way, recover_interrupted, requeue, tell_uncounted
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TS = optuna.trial.TrialState
@@ -89,6 +89,10 @@ class SearchContext:
 
     def reference(self, name: str) -> Candidate:
         return self.candidate(self.space.point(name), self.run_dir / "final" / name)
+
+    def trial_candidate(self, g: dict, number: int) -> Candidate:
+        """The design as trial ``number`` trains it: in that trial's folder (a cached candidate may be a reference's)."""
+        return dataclasses.replace(self.candidate(g, self.run_dir), workdir=self.run_dir / "trials" / str(number))
 
     def candidate(self, g: dict, workdir: Path) -> Candidate:
         """The design as estimators see it: deploy size (``imgsz``) and training size while searching."""
@@ -230,7 +234,7 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
                                "duplicate")
     t0 = time.time()
     try:
-        cand = dataclasses.replace(ctx.candidate(g, ctx.run_dir), workdir=ctx.run_dir / "trials" / str(trial.number))
+        cand = ctx.trial_candidate(g, trial.number)
         prior = trial.user_attrs.get("info", {})
         if "latency_vs" in prior and "latency_ms" not in cand.info:
             cand.info.update(prior)  # a retry keeps the judgement that let it in (measured on the first worker's host)
@@ -260,8 +264,7 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         trial.set_user_attr("failure", "interrupted (Ctrl-C); re-queued")
         trial.set_user_attr("uncounted", True)
         ctx.study.tell(trial, state=TS.FAIL)
-        keep = {k: trial.user_attrs[k] for k in ("info", "point") if k in trial.user_attrs}
-        ctx.study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **keep})
+        requeue(ctx.study, trial.params, trial.user_attrs, trial.number)
         raise
     except TRIAL_ERRORS as e:
         kind = "out of memory" if isinstance(e, torch.OutOfMemoryError) else type(e).__name__

@@ -10,7 +10,6 @@ re-ranks nothing twice.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import optuna
@@ -58,10 +57,9 @@ def rerank(ctx) -> list[int]:
     print(f"ultranas: re-ranking {len(todo)} design(s) at {setting['imgsz']} px, {setting['epochs']} epochs",
           flush=True)
     for t in todo:
-        g = t.user_attrs["genotype"]  # the trial's own folder (a cached candidate may be a reference's)
-        cand = dataclasses.replace(ctx.candidate(g, ctx.run_dir), workdir=ctx.run_dir / "trials" / str(t.number))
+        cand = ctx.trial_candidate(t.user_attrs["genotype"], t.number)
         if not (cand.workdir / "model.yaml").is_file():
-            atomic_write_text(cand.workdir / "model.yaml", ctx.space.to_yaml(g, ctx.nc))
+            atomic_write_text(cand.workdir / "model.yaml", ctx.space.to_yaml(t.user_attrs["genotype"], ctx.nc))
         t0 = time.time()
         result = estimator.estimate(cand)
         record = {"setting": setting, "score": result["map"], "map50": result["map50"],

@@ -9,6 +9,14 @@ from .storage import fail_stale
 
 TS = optuna.trial.TrialState
 COUNTED = (TS.COMPLETE, TS.PRUNED, TS.FAIL)
+KEPT_ON_RETRY = ("info", "point")  # the latency judgement that admitted a design, and its baseline name
+
+
+def requeue(study: optuna.Study, params: dict, attrs: dict, retry_of: int | None) -> None:
+    """Queue ``params`` again (a retry of trial ``retry_of``, if any), keeping ``KEPT_ON_RETRY`` of ``attrs``."""
+    kept = {k: attrs[k] for k in KEPT_ON_RETRY if k in attrs}
+    study.enqueue_trial(params, user_attrs={**({"retry_of": retry_of} if retry_of is not None else {}), **kept},
+                        skip_if_exists=False)
 
 
 def counted(study: optuna.Study) -> int:
@@ -38,8 +46,7 @@ def recover_interrupted(study: optuna.Study) -> int:
         study._storage.set_trial_user_attr(t._trial_id, "uncounted", True)
         study._storage.set_trial_state_values(t._trial_id, TS.FAIL)
         if t.params:
-            keep = {k: t.user_attrs[k] for k in ("info", "point") if k in t.user_attrs}
-            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number, **keep}, skip_if_exists=False)
+            requeue(study, t.params, t.user_attrs, t.number)
         n += 1
     return n
 
@@ -65,10 +72,10 @@ def gives_way(study: optuna.Study, trial: optuna.Trial, trials: int) -> bool:
     ahead = sum(1 for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)) if t.number < trial.number)
     if counted(study) + ahead < trials:
         return False
-    keep = {k: v for k, v in trial.user_attrs.items() if k in ("retry_of", "point", "info")}
     system = study._storage.get_trial_system_attrs(trial._trial_id)
-    params, retried = system.get("fixed_params") or trial.params, system.get("failed_trial")
+    params, retry_of = system.get("fixed_params") or trial.params, trial.user_attrs.get("retry_of",
+                                                                                       system.get("failed_trial"))
     tell_uncounted(study, trial, "gave way: another worker started the budget's last trial", TS.FAIL, "gave way")
-    if params and (keep or retried is not None):
-        study.enqueue_trial(params, user_attrs=keep or {"retry_of": retried}, skip_if_exists=False)
+    if params and (retry_of is not None or any(k in trial.user_attrs for k in KEPT_ON_RETRY)):
+        requeue(study, params, trial.user_attrs, retry_of)
     return True
