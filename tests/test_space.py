@@ -93,7 +93,7 @@ def _reload_same(space, g, tmp_path) -> None:
     assert space.design_hash(back) == space.design_hash(g)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10**6), mutations=st.integers(0, 3))
 def test_property_random_and_mutated_designs_build_and_reload(space, tmp_path, seed, mutations):
     rng = random.Random(seed)
@@ -103,7 +103,7 @@ def test_property_random_and_mutated_designs_build_and_reload(space, tmp_path, s
     _reload_same(space, g, tmp_path)
 
 
-@settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=45, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10**6))
 def test_property_mobile_designs_build_and_reload(tmp_path, seed):
     space = load_space("mobile")
