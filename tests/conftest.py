@@ -65,6 +65,24 @@ def default_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def found(default_run) -> Path:
+    return default_run / "found_n.pt"
+
+
+@pytest.fixture(scope="session")
+def tuned(found, synthetic, tmp_path_factory) -> Path:
+    """``found_n.pt`` (80 classes, from the search) fine-tuned with ``NAS.train`` on the synthetic set (3 classes),
+    10 epochs at 128 px: a model that has learned something, for tests of what training, export and INT8 keep."""
+    from ultranas import NAS
+    from ultranas.estimation import compressed_schedule
+
+    out = tmp_path_factory.mktemp("tuned")
+    NAS(found).train(data=str(synthetic), **compressed_schedule(10, 16), imgsz=128, batch=16, device="cpu",
+                     workers=0, project=str(out), name="ft", plots=False, amp=False, seed=0)
+    return out / "ft" / "weights" / "best.pt"
+
+
+@pytest.fixture(scope="session")
 def small_mobile(tmp_path_factory) -> Path:
     """The mobile space with its input-size decision cut to CPU-test sizes (96/128 px instead of 224-320)."""
     import yaml

@@ -216,6 +216,8 @@ CASES = {
     "resume with other settings": (lambda t: ["search", "--resume", _run(t), "--epochs", "9"],
                                    "--epochs 9 conflicts with the run's 1"),
     "unknown latency target": (lambda t: ["search", "--latency-target", "abacus"], "abacus"),
+    "int8 drop without training": (lambda t: ["search", "--objectives", "map,latency,int8_drop", "--estimator",
+                                              "zero-cost"], "int8_drop objective needs a trained model"),
     "unknown reference point": (lambda t: ["space", "render", "yolo", "--point", "yolo99z"], "no point 'yolo99z'"),
     "imgsz too large": (lambda t: ["search", "--imgsz", "65536"], "--imgsz"),
     "epochs in exponent form": (lambda t: ["search", "--epochs", "1e9"], "--epochs"),

@@ -15,12 +15,7 @@ from ultranas.errors import UserError
 from ultranas.space import load_space
 
 IMAGES = "ultranas/datasets/coco8/images/val"
-TUNE_EPOCHS, TUNE_IMGSZ = 10, 128
-
-
-@pytest.fixture(scope="module")
-def found(default_run):
-    return default_run / "found_n.pt"
+TUNE_IMGSZ = 128  # the size the ``tuned`` fixture trained at
 
 
 def test_found_model_carries_its_search(found):
@@ -33,17 +28,6 @@ def test_found_model_carries_its_search(found):
     from ultranas.ultra import build_model, count_params
 
     assert count_params(model.model) == count_params(build_model(space.render(g, 80)))
-
-
-@pytest.fixture(scope="module")
-def tuned(found, synthetic, tmp_path_factory) -> Path:
-    """``found_n.pt`` (80 classes, from the search) fine-tuned with ``NAS.train`` on the synthetic set (3 classes)."""
-    from ultranas.estimation import compressed_schedule
-
-    out = tmp_path_factory.mktemp("tuned")
-    NAS(found).train(data=str(synthetic), **compressed_schedule(TUNE_EPOCHS, 16), imgsz=TUNE_IMGSZ, batch=16,
-                     device="cpu", workers=0, project=str(out), name="ft", plots=False, amp=False, seed=0)
-    return out / "ft" / "weights" / "best.pt"
 
 
 def _boxes_xyxy(label: Path, w: int, h: int) -> list[tuple[int, list[float]]]:

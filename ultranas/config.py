@@ -140,6 +140,12 @@ class SearchConfig:
             raise UserError("--seeds and --final-seeds need at least one seed each")
         if len(set(self.final_seeds)) != len(self.final_seeds):
             raise UserError(f"--final-seeds has a seed twice: {self.final_seeds}")
+        if "int8_drop" in self.objectives:
+            if self.estimator == "zero-cost":
+                raise UserError("the int8_drop objective needs a trained model: use a training estimator, not zero-cost")
+            from .objectives.int8 import check_int8_available
+
+            check_int8_available()
         if self.estimator == "zero-cost" and self.halving:
             raise UserError("--halving needs a training estimator; zero-cost proxies have no fidelity to raise")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", self.name) or ".." in self.name:

@@ -227,3 +227,9 @@ def is_checked_copy(path: Path) -> bool:
 
 def class_names(data_yaml: Path) -> dict[int, str]:
     return load_data_yaml(data_yaml)["names"]
+
+
+def split_size(data_yaml: str | os.PathLike, split: str = "train") -> int:
+    """How many images a split of a data YAML holds (0 for a split it does not define)."""
+    cfg = load_data_yaml(Path(data_yaml))
+    return len(list_images((cfg["_root"] / cfg[split]).resolve())) if cfg.get(split) else 0

@@ -62,7 +62,12 @@ class SearchContext:
 
             predictor = LatencyLUT.load(cfg.latency_lut)
         self.meter = LatencyMeter(cfg.latency_target, cache=LatencyCache(self.study), predictor=predictor)
-        self.objectives = make_objectives(cfg.objectives, latency=LatencyObjective(meter=self.meter))
+        int8 = None
+        if "int8_drop" in cfg.objectives:
+            from .objectives.int8 import Int8DropObjective
+
+            int8 = Int8DropObjective(self.data)
+        self.objectives = make_objectives(cfg.objectives, latency=LatencyObjective(meter=self.meter), int8_drop=int8)
         self.directions = [o.direction for o in self.objectives]
         self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed)
         self.study.sampler = self.strategy.sampler()
@@ -70,6 +75,7 @@ class SearchContext:
                                         batch=cfg.batch, device=cfg.device, seeds=tuple(cfg.seeds),
                                         fraction=cfg.fraction, single_cls=cfg.single_cls, proxy=cfg.proxy,
                                         verbose=cfg.verbose, trainer=cfg.trainer, score=cfg.score)
+        self.estimator.keep_weights = int8 is not None
         self.halving = SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None
         self._candidates: dict[str, Candidate] = {}
         self.limits = [r for r in [cfg.latency_le] if r]  # references every design must not be slower than

@@ -178,7 +178,9 @@ def final_stage(ctx) -> list[dict]:
         need_weights.add(flabel)
         for name, (cand, _) in points.items():
             designs.setdefault(name, (cand, cand.genotype))
-    results = train_all(ctx, designs, need_weights)
+    int8 = next((o for o in ctx.objectives if o.name == "int8_drop"), None)
+    results = train_all(ctx, designs, set(designs) if int8 else need_weights)
+    int8_facts = int8_all(ctx, int8, designs, results) if int8 else {}
     rows = []
     for reference, ref, winner, found, check, points in plan:
         flabel, out = _design_label(ctx, found), ctx.run_dir / f"{names[reference]}.pt"
@@ -202,13 +204,14 @@ def final_stage(ctx) -> list[dict]:
             "best_hand_designed": best_hand, "best_hand_designed_map50_95": stats[best_hand].as_dict(),
             "latency_ms": found.info.get("latency_ms"), "latency_ratio": round(check["ratio"], 4),
             "latency_how": check["how"], "latency_target": cfg.latency_target, "verdict": lines,
+            "int8": int8_facts.get(flabel),
         }
         ultra.write_nas_checkpoint(results[flabel][best_seed]["best"], out, nas_info)
         for label, cand, role in [(flabel, found, "found"), *((p, points[p][0], "reference" if p == reference else
                                                              "hand-designed") for p in points)]:
             ratio = check["ratio"] if role == "found" else points[label][1]["ratio"]
             rows.append(_row(cfg, reference, out.stem if role == "found" else label, role, cand, results[label],
-                             ratio, lines[0] if role == "found" else ""))
+                             ratio, lines[0] if role == "found" else "", int8_facts.get(label)))
         for line in lines:
             print(f"ultranas: {line}")
     atomic_write_csv(ctx.run_dir / "comparison.csv", rows)
@@ -228,7 +231,30 @@ def _design_label(ctx, cand) -> str:
     return f"design-{cand.design_hash}"
 
 
-def _row(cfg, reference, model, role, cand, runs, ratio, verdict) -> dict:
+def int8_all(ctx, int8, designs: dict[str, tuple], results: dict[str, list[dict]]) -> dict[str, dict]:
+    """Each final design shipped in INT8 (OpenVINO, NNCF): mAP50-95 of every seed's weights, the drop from fp32,
+    and the INT8 latency (``openvino-cpu-int8``); cached in the study beside the trainings."""
+    from .objectives.latency import cached_latency
+
+    out = {}
+    for label, (cand, _) in designs.items():
+        runs = []
+        for res in results[label]:
+            key = f"final-int8:{hashlib.sha1(Path(res['best']).read_bytes()).hexdigest()[:16]}|{cand.imgsz}"
+            if (hit := ctx.study.user_attrs.get(key)) is None:
+                hit = int8.metrics(res["best"], cand.imgsz)
+                ctx.study.set_user_attr(key, hit)
+            runs.append(hit)
+        lat = cached_latency(cand.model_dict, cand.design_hash, cand.imgsz, "openvino-cpu-int8", ctx.meter.cache)
+        maps = Stats.of(runs, "int8_map")
+        out[label] = {"map50_95": maps.as_dict(), "drop_mean": sum(r["int8_drop"] for r in runs) / len(runs),
+                      "latency_ms": lat["median_ms"], "latency_target": "openvino-cpu-int8"}
+        print(f"ultranas: INT8 {label}: mAP50-95 {maps.mean:.4f} (drop {out[label]['drop_mean']:+.4f}), "
+              f"{lat['median_ms']:.2f} ms on openvino-cpu-int8", flush=True)
+    return out
+
+
+def _row(cfg, reference, model, role, cand, runs, ratio, verdict, int8: dict | None = None) -> dict:
     s = Stats.of(runs)
     row = {"reference": reference, "model": model, "role": role, "hash": cand.design_hash}
     row.update({f"map50_95_s{seed}": round(r["map"], 4) for seed, r in zip(cfg.final_seeds, runs)})
@@ -238,4 +264,7 @@ def _row(cfg, reference, model, role, cand, runs, ratio, verdict) -> dict:
                 "params": cand.info["params"], "gflops": round(cand.info["gflops"], 3), "imgsz": cand.imgsz,
                 "proxy_imgsz": cand.proxy_imgsz, "final_epochs": cfg.final_epochs,
                 "train_s": round(sum(r["train_s"] for r in runs), 1), "verdict": verdict})
+    if int8:
+        row.update({"int8_map50_95_mean": round(int8["map50_95"]["mean"], 4), "int8_drop": round(int8["drop_mean"], 4),
+                    "int8_latency_ms": round(int8["latency_ms"], 3)})
     return row

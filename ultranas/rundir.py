@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import optuna
@@ -60,6 +61,12 @@ def open_study(cfg: SearchConfig, run_dir: Path, resume: bool = False) -> optuna
         raise UserError(f"cannot open the study storage {url}: {str(e).splitlines()[0][:200]}") from None
     if [d.name.lower() for d in study.directions] != directions:
         raise UserError(f"study '{cfg.name}' in {url} has other objectives; use a new --name")
+    from .objectives import metric_names
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if study.metric_names != (names := metric_names(cfg.objectives)):
+            study.set_metric_names(names)  # named columns in optuna-dashboard
     stored = study.user_attrs.get("config")
     if stored is None:
         if exists and study.trials:

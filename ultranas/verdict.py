@@ -77,6 +77,8 @@ def verdict_lines(found_name: str, found: Stats, reference: str, ref: Stats, bes
 
 def print_table(rows: list[dict]) -> None:
     cols = ("reference", "model", "role", "map50_95_mean", "map50_95_sd", "latency_ms", "latency_ratio", "params")
+    if rows and "int8_map50_95_mean" in rows[0]:  # fp32 and INT8 side by side
+        cols += ("int8_map50_95_mean", "int8_drop", "int8_latency_ms")
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols] if rows else [len(c) for c in cols]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for r in rows:

@@ -45,6 +45,8 @@ class TrainingEstimator(Estimator):
         verbose: show the trainer's own output.
     """
 
+    keep_weights: bool = False  # return the trained model's checkpoint as ``weights`` (for the int8_drop objective)
+
     def __init__(self, data, epochs: int = 10, imgsz: int | None = None, batch: int = 16, device: str = "cpu",
                  fraction: float = 1.0, single_cls: bool = False, seeds: tuple[int, ...] = (0,),
                  verbose: bool = False):

@@ -323,8 +323,11 @@ class FastTrainEstimator(TrainingEstimator):
                     raise FloatingPointError(f"design {c.design_hash}: {r['failed']}")
             per_seed.append(results)
         out = []
-        for k in range(len(candidates)):
+        for k, cand in enumerate(candidates):
             mean = {m: sum(runs[k][m] for runs in per_seed) / len(per_seed) for m in METRICS}
             out.append({"score": signed_score(mean, self.score), **mean, "epochs": epochs, "seeds": len(self.seeds),
-                        "train_s": round(time.time() - t0, 2)})
+                        "imgsz": imgsz, "train_s": round(time.time() - t0, 2)})
+            if self.keep_weights:  # the last seed's EMA model, as validated
+                cand.workdir.mkdir(parents=True, exist_ok=True)
+                out[-1]["weights"] = str(ultra.save_trained(trainer.trained[k], cand.workdir / "proxy.pt"))
         return out

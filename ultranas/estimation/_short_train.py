@@ -55,9 +55,9 @@ class ShortTrainEstimator(TrainingEstimator):
             args = dict(compressed_schedule(epochs, self.batch), imgsz=imgsz, batch=self.batch, device=self.device,
                         fraction=self.fraction, single_cls=self.single_cls, seed=seed, deterministic=False)
             args.update(self.train_overrides)
-            metrics, _ = ultra.train(model_yaml, self.data, candidate.workdir, f"{self.tag}e{epochs}-s{seed}",
+            metrics, best = ultra.train(model_yaml, self.data, candidate.workdir, f"{self.tag}e{epochs}-s{seed}",
                                      verbose=self.verbose, **args)
             runs.append(metrics)
         mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
-        return {"score": mean["map"], **mean, "epochs": epochs, "seeds": len(self.seeds),
-                "train_s": round(time.time() - t0, 2)}
+        return {"score": mean["map"], **mean, "epochs": epochs, "seeds": len(self.seeds), "imgsz": imgsz,
+                "train_s": round(time.time() - t0, 2), "weights": str(best)}  # the last seed's

@@ -1,4 +1,4 @@
-"""Objectives by name: map (up), latency, params, gflops (down). Cheap ones are known before training.
+"""Objectives by name: map (up), latency, params, gflops, int8_drop (down). Cheap ones are known before training.
 
 Register a new one with :func:`register_objective` (an ``Objective`` subclass with a unique ``name``); the CLI's
 ``--objectives`` help is read from this registry.
@@ -8,6 +8,7 @@ from ..errors import UserError
 from ..registry import Registry
 from ._base import Candidate, Objective
 from .complexity import GFLOPsObjective, MapObjective, ParamsObjective
+from .int8 import Int8DropObjective
 from .latency import LatencyObjective
 
 OBJECTIVES = Registry("objective")
@@ -18,7 +19,7 @@ def register_objective(cls: type[Objective]) -> type[Objective]:
     return OBJECTIVES.register(cls.name, cls)
 
 
-for _cls in (MapObjective, LatencyObjective, ParamsObjective, GFLOPsObjective):
+for _cls in (MapObjective, LatencyObjective, ParamsObjective, GFLOPsObjective, Int8DropObjective):
     register_objective(_cls)
 
 
@@ -36,4 +37,9 @@ def make_objectives(names: list[str], **instances) -> list[Objective]:
     return out
 
 
-__all__ = ["OBJECTIVES", "Candidate", "Objective", "make_objectives", "register_objective"]
+def metric_names(names: list[str]) -> list[str]:
+    """Each objective's label with its unit (for ``study.set_metric_names``: the optuna dashboard shows them)."""
+    return [OBJECTIVES.lookup(n).label or n for n in names]
+
+
+__all__ = ["OBJECTIVES", "metric_names", "Candidate", "Objective", "make_objectives", "register_objective"]

@@ -28,6 +28,7 @@ class Objective(ABC):
     """``value(candidate, results)``; ``results`` holds the estimator's output for expensive objectives."""
 
     name: str = ""
+    label: str = ""  # the metric's name with its unit, as the optuna dashboard shows it (default: ``name``)
     direction: str = "minimize"  # or "maximize"
     cheap: bool = True  # known before training: usable for constraints and screening
 

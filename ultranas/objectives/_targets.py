@@ -1,4 +1,5 @@
-"""Latency targets by name: where a design is timed (CPU, ONNX Runtime, CUDA, TensorRT), and the host fingerprint.
+"""Latency targets by name: where a design is timed (CPU: torch, ONNX Runtime, OpenVINO fp32/INT8, ncnn; CUDA,
+TensorRT), and the host fingerprint.
 
 Add a target with :func:`register_target` (a :class:`LatencyTarget` with a new name); ``--latency-target`` and its
 help are read from :data:`TARGETS`.
@@ -23,6 +24,7 @@ import torch
 
 from ..errors import UserError
 from ..registry import Registry
+from ._runtimes import ncnn_runner, openvino_runner
 
 
 def _cpu_model() -> str:
@@ -45,6 +47,7 @@ def _fingerprint() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "available_cores": cores, "machine": platform.machine(),
             "torch": torch.__version__, "onnxruntime": _version("onnxruntime"), "tensorrt": _version("tensorrt"),
+            "openvino": _version("openvino"), "ncnn": _version("ncnn"),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     info["id"] = hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:10]
     return json.dumps(info)
@@ -58,6 +61,9 @@ def host_fingerprint() -> dict:
 def default_threads() -> int:
     """Threads used when none are given: 1, the most repeatable on a busy machine and comparable across hosts."""
     return 1
+
+
+DEPLOY_PACKAGES = ("openvino", "nncf", "ncnn", "pnnx")  # the 'deploy' extra
 
 
 # -- targets ----------------------------------------------------------------------------------------------------
@@ -80,8 +86,9 @@ class LatencyTarget:
                 raise UserError(f"latency target '{self.name}' needs a CUDA GPU, and torch sees none on this "
                                 "machine; use --latency-target onnxruntime-cpu or torch-cpu")
             if need != "cuda" and importlib.util.find_spec(need) is None:
+                how = "pip install 'ultranas[deploy]'" if need in DEPLOY_PACKAGES else f"pip install {need}"
                 raise UserError(f"latency target '{self.name}' needs the {need} package, which is not installed "
-                                f"(pip install {need}); use --latency-target onnxruntime-cpu or torch-cpu instead")
+                                f"({how}); use --latency-target onnxruntime-cpu or torch-cpu instead")
 
 
 def _flat(args) -> list[torch.Tensor]:
@@ -187,6 +194,12 @@ for _target in (
     LatencyTarget("torch-cpu", "eager PyTorch on CPU, Conv+BN fused, fp32", "cpu", False, False, (), _torch_runner),
     LatencyTarget("onnxruntime-cpu", "ONNX (opset 17, static shape) on onnxruntime's CPU provider, fp32", "cpu",
                   True, False, ("onnxruntime",), _ort_runner),
+    LatencyTarget("openvino-cpu", "OpenVINO on CPU (Ultralytics' converter), fp32 precision, latency hint", "cpu",
+                  True, False, ("openvino",), openvino_runner(False)),
+    LatencyTarget("openvino-cpu-int8", "OpenVINO on CPU, NNCF post-training INT8 as export(int8=True)", "cpu",
+                  True, False, ("openvino", "nncf"), openvino_runner(True)),
+    LatencyTarget("ncnn-cpu", "ncnn on CPU through PNNX (Ultralytics' converter), fp32, batch 1", "cpu", True,
+                  False, ("ncnn", "pnnx"), ncnn_runner),
     LatencyTarget("torch-cuda-fp16", "eager PyTorch on the GPU, fused, fp16", "cuda", False, True, ("cuda",),
                   _cuda_runner(False)),
     LatencyTarget("torch-cuda-fp16-compiled", "torch.compile (reduce-overhead) on the GPU, fused, fp16", "cuda",

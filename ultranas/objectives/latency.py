@@ -176,6 +176,7 @@ class LatencyObjective(Objective):
     """
 
     name = "latency"
+    label = "latency ms (median)"
     direction = "minimize"
     cheap = True
 

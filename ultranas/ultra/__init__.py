@@ -5,6 +5,7 @@ Written against ultralytics 8.4.190; an upgrade should change this package (and 
 - ``_nn``: build, count, load, save and prepare ``DetectionModel`` s; their loss, head outputs and caches.
 - ``_train``: the detection ``Model`` (task map), stock training and validation, EMA, log verbosity.
 - ``_args``: Ultralytics' argument schema (names, types, export formats), default hyper-parameters.
+- ``_export``: Ultralytics' OpenVINO (NNCF INT8) and ncnn (PNNX) converters, for timing what ``export`` ships.
 - ``_coco``: the validator that keeps what ``ultranas.coco`` needs; Ultralytics' image and label conventions.
 
 Names load on first use (``ultra.train`` imports the trainer, ``ultra.load_checkpoint`` only the model code), so
@@ -18,9 +19,10 @@ import importlib
 _WHERE = {
     "_nn": ("DetectionModel", "bundled_model_yaml", "build_model", "count_params", "detection_loss", "epoch_end",
             "gflops", "head_output_sum", "inference_model", "is_end2end", "load_checkpoint", "prepare_for_training",
-            "prepare_loss", "reset_head_cache", "write_nas_checkpoint"),
+            "prepare_loss", "reset_head_cache", "save_trained", "write_nas_checkpoint"),
     "_train": ("DetectionTask", "ModelEMA", "box_metrics", "train", "ultralytics_verbosity", "validate"),
     "_args": ("check_args", "export_formats", "hyperparameters", "increment_path"),
+    "_export": ("FlatInputs", "int8_openvino_metrics", "ncnn_files", "openvino_model"),
     "_coco": ("CocoJsonValidator", "IMG_FORMATS", "coco80_to_coco91_class", "exif_size", "img2label_paths",
               "validate_for_coco"),
 }

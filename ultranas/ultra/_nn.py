@@ -131,6 +131,17 @@ def write_nas_checkpoint(best_pt: str | Path, out: str | Path, nas_info: dict) -
     return atomic_torch_save(ckpt, out)
 
 
+def save_trained(model: torch.nn.Module, path: str | Path) -> Path:
+    """A trained in-memory ``DetectionModel`` as an Ultralytics checkpoint (fp16 weights, plain-dict ``args``) that
+    ``YOLO``/``NAS`` load and export like a trainer's ``best.pt``."""
+    m = copy.deepcopy(model).float().eval()
+    args = getattr(m, "args", None)
+    m.args = dict(vars(args) if hasattr(args, "__dict__") else args or {})
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return atomic_torch_save({"model": m.half(), "train_args": dict(m.args), "epoch": -1}, path)
+
+
 def bundled_model_yaml(path: str | Path) -> dict | None:
     """Ultralytics' own model YAML for a name such as ``yolo11n.yaml``, read as Ultralytics reads it (the scale
     letter taken from the name: ``yolo11n.yaml`` is ``yolo11.yaml`` at scale ``n``); ``None`` if it has none."""
