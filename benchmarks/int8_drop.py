@@ -40,12 +40,12 @@ def one_run(run: Path, calib_images: int) -> dict:
         label, seed = weights.parent.parent.name.rsplit("-s", 1)
         t0 = time.time()
         m = ultra.int8_openvino_metrics(weights, data, imgsz, calib_fraction=fraction)
-        print(f"{run.name} {label} seed {seed}: fp32 {m['map']:.4f} int8 {m['int8_map']:.4f} "
+        print(f"{run.name} {label} seed {seed}: fp32 {m['int8_fp32_map']:.4f} int8 {m['int8_map']:.4f} "
               f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
         designs.setdefault(label, {"seeds": []})["seeds"].append({"seed": int(seed), **m})
     for label, d in designs.items():
         runs = d["seeds"]
-        d.update({k: round(statistics.fmean(r[k] for r in runs), 4) for k in ("map", "int8_map", "int8_drop")})
+        d.update({k: round(statistics.fmean(r[k] for r in runs), 4) for k in ("int8_fp32_map", "int8_map", "int8_drop")})
         d["int8_drop_sd"] = round(statistics.stdev(r["int8_drop"] for r in runs), 4) if len(runs) > 1 else None
         model = yaml.safe_load((run / "final" / f"{label}.yaml").read_text())
         fp32 = make_runner(model, imgsz, "openvino-cpu")

@@ -66,7 +66,7 @@ class SearchContext:
         if "int8_drop" in cfg.objectives:
             from .objectives.int8 import Int8DropObjective
 
-            int8 = Int8DropObjective(self.data)
+            int8 = Int8DropObjective(self.data, single_cls=cfg.single_cls)
         self.objectives = make_objectives(cfg.objectives, latency=LatencyObjective(meter=self.meter), int8_drop=int8)
         self.directions = [o.direction for o in self.objectives]
         self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed)

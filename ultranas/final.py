@@ -204,8 +204,9 @@ def final_stage(ctx) -> list[dict]:
             "best_hand_designed": best_hand, "best_hand_designed_map50_95": stats[best_hand].as_dict(),
             "latency_ms": found.info.get("latency_ms"), "latency_ratio": round(check["ratio"], 4),
             "latency_how": check["how"], "latency_target": cfg.latency_target, "verdict": lines,
-            "int8": int8_facts.get(flabel),
         }
+        if flabel in int8_facts:
+            nas_info["int8"] = int8_facts[flabel]
         ultra.write_nas_checkpoint(results[flabel][best_seed]["best"], out, nas_info)
         for label, cand, role in [(flabel, found, "found"), *((p, points[p][0], "reference" if p == reference else
                                                              "hand-designed") for p in points)]:
@@ -240,7 +241,8 @@ def int8_all(ctx, int8, designs: dict[str, tuple], results: dict[str, list[dict]
     for label, (cand, _) in designs.items():
         runs = []
         for res in results[label]:
-            key = f"final-int8:{hashlib.sha1(Path(res['best']).read_bytes()).hexdigest()[:16]}|{cand.imgsz}"
+            weights = hashlib.sha1(Path(res["best"]).read_bytes()).hexdigest()[:16]
+            key = f"final-int8:{weights}|{cand.imgsz}|{int8.version}"
             if (hit := ctx.study.user_attrs.get(key)) is None:
                 hit = int8.metrics(res["best"], cand.imgsz)
                 ctx.study.set_user_attr(key, hit)

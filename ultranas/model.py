@@ -237,7 +237,10 @@ class NAS(ultra.DetectionTask):
                 raise UserError("format=engine needs a CUDA GPU; none is visible (device=cpu cannot build engines)")
         if ultra.is_end2end(self.model) and "nms" not in kwargs:
             kwargs["nms"] = False  # keep the YOLO26-style one-to-one head: the export is NMS-free
-        path = super().export(**kwargs)
+        from .runtime import no_telemetry
+
+        with no_telemetry():  # OpenVINO's converter would send usage telemetry
+            path = super().export(**kwargs)
         if str(kwargs.get("format", "")).lower() == "onnx" and kwargs.get("half"):
             toposort_onnx(path)  # the CPU fp16 converter appends its input casts last; TensorRT parses in order
         return path

@@ -61,12 +61,6 @@ def open_study(cfg: SearchConfig, run_dir: Path, resume: bool = False) -> optuna
         raise UserError(f"cannot open the study storage {url}: {str(e).splitlines()[0][:200]}") from None
     if [d.name.lower() for d in study.directions] != directions:
         raise UserError(f"study '{cfg.name}' in {url} has other objectives; use a new --name")
-    from .objectives import metric_names
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if study.metric_names != (names := metric_names(cfg.objectives)):
-            study.set_metric_names(names)  # named columns in optuna-dashboard
     stored = study.user_attrs.get("config")
     if stored is None:
         if exists and study.trials:
@@ -76,6 +70,14 @@ def open_study(cfg: SearchConfig, run_dir: Path, resume: bool = False) -> optuna
     elif diffs := _differences(stored, cfg):
         raise UserError(f"study '{cfg.name}' in {url} was made with other settings: {'; '.join(diffs[:3])}; "
                         "use a new --name (or 'ultranas worker' to join it with its own settings)")
+    from .objectives import metric_names
+
+    names = [f"{cfg.score} (proxy score)" if o == "map" and cfg.score != "map" else label
+             for o, label in zip(cfg.objectives, metric_names(cfg.objectives))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if study.metric_names != names:
+            study.set_metric_names(names)  # named columns in optuna-dashboard
     return study
 
 

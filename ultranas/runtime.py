@@ -7,6 +7,8 @@ before anything imports Ultralytics (which reads them at import):
 - ``YOLO_OFFLINE`` (no online check, hence no analytics sync), ``YOLO_AUTOINSTALL=false`` (no pip installs),
   ``YOLO_VERBOSE=false``;
 - ``ULTRALYTICS_SAFE_LOAD=1``: every checkpoint load uses Ultralytics' restricted (``weights_only``) unpickler;
+- ``NNCF_CI=1`` unless set: NNCF (INT8 quantisation) sends no telemetry; OpenVINO's converter is run inside
+  :func:`no_telemetry`;
 - ``OMP_NUM_THREADS=1`` unless set: the default Ultralytics sets when it is imported, set here because torch may now
   be imported first (one thread per process, as before: latency timings and parallel workers rely on it).
 
@@ -20,6 +22,7 @@ ultranas (too late for the environment switch), the safe-load flag.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -36,6 +39,7 @@ def configure_env() -> None:
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "false")
     os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"  # restricted unpickler for every load (README: loading is safe)
+    os.environ.setdefault("NNCF_CI", "1")  # NNCF's switch for its telemetry (read at its import): nothing is sent
     if not os.environ.get("OMP_NUM_THREADS"):
         os.environ["OMP_NUM_THREADS"] = "1"  # as ``import ultralytics`` does, before torch reads it
     if "ultralytics" not in sys.modules:
@@ -57,6 +61,21 @@ def _ship_fonts(config_dir: Path) -> None:
             os.replace(tmp, target)
 
 
+@contextlib.contextmanager
+def no_telemetry():
+    """OpenVINO's converter sends usage telemetry (and writes ``~/intel/``) unless it runs in CI: for the block,
+    ``CI=true`` (its documented opt-out for automated runs), restored after."""
+    old = os.environ.get("CI")
+    os.environ["CI"] = "true"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("CI", None)
+        else:
+            os.environ["CI"] = old
+
+
 def setup() -> None:
     """Idempotent: Ultralytics' settings (no sync, no integrations), shipped fonts, safe loading."""
     if "setup" in _done:
@@ -72,7 +91,24 @@ def setup() -> None:
         import ultralytics.nn.tasks as tasks
 
         tasks.SAFE_LOAD = True  # patch (no switch after import): the module-level flag its loader reads
+    _decline_openvino_telemetry()
     _done.add("setup")
+
+
+def _decline_openvino_telemetry() -> None:
+    """``import openvino`` sends a usage event and writes a client id to ``~/intel/`` unless telemetry was declined;
+    NNCF shares the same client. Create that (singleton) client once, declined, the documented way (CI mode), so
+    every later import and conversion in this process finds it off. Cheap: ``openvino`` itself is not imported."""
+    import importlib.util
+
+    if "openvino_telemetry_declined" in _done or importlib.util.find_spec("openvino_telemetry") is None:
+        return
+    with no_telemetry():
+        import openvino_telemetry
+
+        openvino_telemetry.Telemetry(tid="none", app_name="OpenVINO", app_version="", backend="ga4",
+                                     enable_opt_in_dialog=False, disable_in_ci=True)
+    _done.add("openvino_telemetry_declined")
 
 
 def _offline_amp_check(model) -> bool:

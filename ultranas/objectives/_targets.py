@@ -47,7 +47,6 @@ def _fingerprint() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "available_cores": cores, "machine": platform.machine(),
             "torch": torch.__version__, "onnxruntime": _version("onnxruntime"), "tensorrt": _version("tensorrt"),
-            "openvino": _version("openvino"), "ncnn": _version("ncnn"),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     info["id"] = hashlib.sha1(json.dumps(info, sort_keys=True).encode()).hexdigest()[:10]
     return json.dumps(info)
@@ -208,6 +207,13 @@ for _target in (
                   ("tensorrt", "cuda"), _trt_runner),
 ):
     register_target(_target)
+
+
+def runtime_tag(name: str) -> str:
+    """``@<package versions>`` for targets that run on a deploy runtime (OpenVINO, NNCF, ncnn, PNNX), so their cached
+    timings follow the runtime's version; empty for the others (whose versions are in the host fingerprint)."""
+    needs = [n for n in TARGETS.lookup(name).needs if n in DEPLOY_PACKAGES]
+    return "@" + ",".join(f"{n}{_version(n)}" for n in needs) if needs else ""
 
 
 def default_target() -> str:

@@ -27,6 +27,9 @@ def check_int8_available() -> None:
 class Int8DropObjective(Objective):
     """mAP50-95 (fp32) - mAP50-95 (OpenVINO INT8) of the trained proxy model on the val split (minimize).
 
+    With several ``--seeds`` the last seed's model is the one quantised; its fp32 mAP is recorded as
+    ``int8_fp32_map`` beside the seed-averaged ``map``.
+
     Args:
         data: the checked data YAML (calibration images come from its train split, the score from val).
         calib_images: at most this many training images calibrate the quantiser.
@@ -34,20 +37,28 @@ class Int8DropObjective(Objective):
 
     name, direction, cheap, label = "int8_drop", "minimize", False, "mAP50-95 lost in INT8"
 
-    def __init__(self, data=None, calib_images: int = 128):
+    def __init__(self, data=None, calib_images: int = 128, single_cls: bool = False):
         check_int8_available()
-        self.data, self.calib_images = data, int(calib_images)
+        self.data, self.calib_images, self.single_cls = data, int(calib_images), bool(single_cls)
+
+    @property
+    def version(self) -> str:
+        """What the number depends on besides the weights: calibration size and the quantiser's versions."""
+        from ._targets import _version
+
+        return f"c{self.calib_images}|ov{_version('openvino')}|nncf{_version('nncf')}|sc{int(self.single_cls)}"
 
     def metrics(self, weights, imgsz: int) -> dict:
         """fp32 and INT8 mAP of ``weights`` at ``imgsz`` (see ``ultra.int8_openvino_metrics``)."""
         from ..data import split_size
 
         fraction = min(1.0, self.calib_images / max(1, split_size(self.data, "train")))
-        return ultra.int8_openvino_metrics(weights, self.data, imgsz, calib_fraction=fraction)
+        return ultra.int8_openvino_metrics(weights, self.data, imgsz, calib_fraction=fraction,
+                                           single_cls=self.single_cls)
 
     def value(self, candidate: Candidate, results: dict | None = None) -> float:
         if self.data is None or not (results or {}).get("weights"):
             raise UserError("int8_drop needs a training estimator that keeps the trained weights (short-train)")
         found = self.metrics(results["weights"], results.get("imgsz") or candidate.proxy_imgsz)
-        results.update({k: v for k, v in found.items() if k.startswith("int8")})  # recorded with the trial's metrics
+        results.update(found)  # int8_*: recorded with the trial's metrics
         return float(found["int8_drop"])

@@ -22,7 +22,15 @@ import copy
 from ..errors import UserError
 from ._base import Candidate, Objective
 from ._lut import LatencyLUT
-from ._targets import TARGETS, LatencyTarget, default_target, default_threads, get_target, host_fingerprint
+from ._targets import (
+    TARGETS,
+    LatencyTarget,
+    default_target,
+    default_threads,
+    get_target,
+    host_fingerprint,
+    runtime_tag,
+)
 from ._timing import (
     compare_latency,
     example_input,
@@ -55,9 +63,10 @@ class LatencyCache:
     @staticmethod
     def key(design_hash: str, target: str, imgsz: int, batch: int = 1, threads: int | None = None,
             host: str | None = None) -> str:
-        """``latency:<design>:<target>:<imgsz>:b<batch>:t<threads>:<host id>``."""
+        """``latency:<design>:<target>[@runtime versions]:<imgsz>:b<batch>:t<threads>:<host id>``."""
         threads = int(threads or default_threads())
-        return f"{CACHE_PREFIX}{design_hash}:{target}:{imgsz}:b{batch}:t{threads}:{host or host_fingerprint()['id']}"
+        host = host or host_fingerprint()["id"]
+        return f"{CACHE_PREFIX}{design_hash}:{target}{runtime_tag(target)}:{imgsz}:b{batch}:t{threads}:{host}"
 
     def _reload(self) -> None:
         if self.study is not None:

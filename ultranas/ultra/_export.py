@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import threading
 from pathlib import Path
 
-from ..runtime import setup
+from ..runtime import no_telemetry, setup
 
 setup()
 
@@ -54,17 +55,35 @@ def _prepared(module: torch.nn.Module, args: tuple) -> tuple[FlatInputs, tuple]:
 
 
 @contextlib.contextmanager
-def _quiet_fds():
-    """Silence stdout/stderr at the file-descriptor level (PNNX and NNCF print from C++ and rich)."""
-    saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "w") as null:
-        try:
-            os.dup2(null.fileno(), 1), os.dup2(null.fileno(), 2)
+def _quiet_fds(quiet: bool = True):
+    """Silence stdout/stderr at the file-descriptor level (PNNX and NNCF print from C++ and rich); OpenVINO's
+    telemetry off. A conversion that fails raises ``RuntimeError`` (the design fails alone, the search goes on)."""
+    with no_telemetry():
+        if not quiet:
             yield
-        finally:
-            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
+            return
+        sys.stdout.flush(), sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+        with open(os.devnull, "w") as null:
+            try:
+                os.dup2(null.fileno(), 1), os.dup2(null.fileno(), 2)
+                yield
+            finally:
+                sys.stdout.flush(), sys.stderr.flush()
+                os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+                for fd in saved:
+                    os.close(fd)
+
+
+@contextlib.contextmanager
+def _conversion(what: str):
+    try:
+        yield
+    except (KeyboardInterrupt, RuntimeError, MemoryError):
+        raise
+    except Exception as e:  # NNCF and OpenVINO raise their own types (derived from Exception)
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        raise RuntimeError(f"{what} failed: {type(e).__name__}: {first}") from e
 
 
 def openvino_model(module: torch.nn.Module, args: tuple, int8: bool = False, calibration: list | None = None):
@@ -78,13 +97,14 @@ def openvino_model(module: torch.nn.Module, args: tuple, int8: bool = False, cal
     flat, im = _prepared(module, args)
     dataset = None
     if int8:
-        import nncf
+        with no_telemetry():  # NNCF builds its telemetry client (which writes ~/intel) at import
+            import nncf
 
         logging.getLogger("nncf").setLevel(logging.ERROR)
         samples = [tuple(t.numpy() for t in FlatInputs.flatten(a)) for a in (calibration or [args])]
         dataset = nncf.Dataset(samples, lambda s: s if len(s) > 1 else s[0])
-    is_detector = isinstance(getattr(module, "model", [None])[-1], Detect)
-    with _quiet_fds():
+    is_detector = isinstance(module, Detect) or isinstance(getattr(module, "model", [None])[-1], Detect)
+    with _conversion("OpenVINO conversion"), _quiet_fds():
         return torch2openvino(flat, im if len(im) > 1 else im[0], quantize=8 if int8 else None,
                               calibration_dataset=dataset, int8_detect=is_detector)
 
@@ -96,7 +116,7 @@ def ncnn_files(module: torch.nn.Module, args: tuple, out_dir: str | Path) -> tup
 
     out_dir = Path(out_dir).resolve()
     flat, im = _prepared(module, args)
-    with _CWD_LOCK, tempfile.TemporaryDirectory() as scratch, _quiet_fds():
+    with _CWD_LOCK, _conversion("ncnn conversion"), tempfile.TemporaryDirectory() as scratch, _quiet_fds():
         old = os.getcwd()
         os.chdir(scratch)  # PNNX's debug files land here, not in the user's folder
         try:
@@ -107,13 +127,15 @@ def ncnn_files(module: torch.nn.Module, args: tuple, out_dir: str | Path) -> tup
 
 
 def int8_openvino_metrics(weights: str | Path, data: str | Path, imgsz: int, calib_fraction: float = 1.0,
-                          val_batch: int = 16, verbose: bool = False) -> dict:
+                          val_batch: int = 16, single_cls: bool = False, verbose: bool = False) -> dict:
     """mAP50-95 of a trained checkpoint in fp32 (PyTorch) and as shipped in INT8 (``export(format="openvino",
     int8=True)``: NNCF calibrated on ``calib_fraction`` of the *training* split, then Ultralytics' validator on the
-    OpenVINO model), both on the val split at ``imgsz``. Everything is written in a temporary folder.
+    OpenVINO model, which Ultralytics runs at the CPU's default precision: bf16 for the float parts on AMX CPUs),
+    both on the val split at ``imgsz`` with the same square letterbox (``rect=False``: the static INT8 model only
+    takes that). Everything is written in a temporary folder.
 
-    Returns ``map``, ``map50`` (fp32), ``int8_map``, ``int8_map50``, ``int8_drop`` (fp32 - INT8 mAP50-95) and the
-    seconds spent (``int8_s``)."""
+    Returns ``int8_fp32_map``, ``int8_fp32_map50`` (the same weights in fp32), ``int8_map``, ``int8_map50``,
+    ``int8_drop`` (fp32 - INT8 mAP50-95) and the seconds spent (``int8_s``)."""
     import shutil
     import time
 
@@ -121,13 +143,14 @@ def int8_openvino_metrics(weights: str | Path, data: str | Path, imgsz: int, cal
 
     t0 = time.time()
     common = dict(data=str(data), imgsz=int(imgsz), device="cpu", plots=False, workers=0, split="val",
-                  verbose=verbose, conf=0.001)
-    with tempfile.TemporaryDirectory() as tmp, ultralytics_verbosity(verbose), _quiet_fds():
+                  verbose=verbose, conf=0.001, rect=False, single_cls=bool(single_cls))
+    with tempfile.TemporaryDirectory() as tmp, ultralytics_verbosity(verbose), \
+            _conversion("INT8 export and validation"), _quiet_fds(not verbose):
         local = Path(tmp) / "model.pt"
         shutil.copy(weights, local)
         fp32 = box_metrics(DetectionTask(local).val(batch=val_batch, project=tmp, name="fp32", **common))
         exported = DetectionTask(local).export(format="openvino", int8=True, data=str(data), imgsz=int(imgsz),
                                                split="train", fraction=float(calib_fraction), batch=1, device="cpu")
         int8 = box_metrics(DetectionTask(exported).val(batch=1, project=tmp, name="int8", **common))
-    return {"map": fp32["map"], "map50": fp32["map50"], "int8_map": int8["map"], "int8_map50": int8["map50"],
-            "int8_drop": fp32["map"] - int8["map"], "int8_s": round(time.time() - t0, 2)}
+    return {"int8_fp32_map": fp32["map"], "int8_fp32_map50": fp32["map50"], "int8_map": int8["map"],
+            "int8_map50": int8["map50"], "int8_drop": fp32["map"] - int8["map"], "int8_s": round(time.time() - t0, 2)}
