@@ -249,7 +249,7 @@ def int8_all(ctx, int8, designs: dict[str, tuple], results: dict[str, list[dict]
             runs.append(hit)
         lat = cached_latency(cand.model_dict, cand.design_hash, cand.imgsz, "openvino-cpu-int8", ctx.meter.cache)
         maps = Stats.of(runs, "int8_map")
-        out[label] = {"map50_95": maps.as_dict(), "drop_mean": sum(r["int8_drop"] for r in runs) / len(runs),
+        out[label] = {"map50_95": maps.as_dict(), "drop_mean": Stats.of(runs, "int8_drop").mean,
                       "latency_ms": lat["median_ms"], "latency_target": "openvino-cpu-int8"}
         print(f"ultranas: INT8 {label}: mAP50-95 {maps.mean:.4f} (drop {out[label]['drop_mean']:+.4f}), "
               f"{lat['median_ms']:.2f} ms on openvino-cpu-int8", flush=True)

@@ -72,8 +72,7 @@ def open_study(cfg: SearchConfig, run_dir: Path, resume: bool = False) -> optuna
                         "use a new --name (or 'ultranas worker' to join it with its own settings)")
     from .objectives import metric_names
 
-    names = [f"{cfg.score} (proxy score)" if o == "map" and cfg.score != "map" else label
-             for o, label in zip(cfg.objectives, metric_names(cfg.objectives))]
+    names = metric_names(cfg.objectives, cfg.score)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if study.metric_names != names:

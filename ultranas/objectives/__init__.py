@@ -37,9 +37,11 @@ def make_objectives(names: list[str], **instances) -> list[Objective]:
     return out
 
 
-def metric_names(names: list[str]) -> list[str]:
-    """Each objective's label with its unit (for ``study.set_metric_names``: the optuna dashboard shows them)."""
-    return [OBJECTIVES.lookup(n).label or n for n in names]
+def metric_names(names: list[str], score: str = "map") -> list[str]:
+    """Each objective's label with its unit (for ``study.set_metric_names``: the optuna dashboard shows them);
+    ``map`` holds the search's ``score`` when that is not mAP."""
+    return [f"{score} (proxy score)" if n == "map" and score != "map" else OBJECTIVES.lookup(n).label or n
+            for n in names]
 
 
 __all__ = ["OBJECTIVES", "metric_names", "Candidate", "Objective", "make_objectives", "register_objective"]

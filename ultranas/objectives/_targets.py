@@ -17,11 +17,12 @@ import platform
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import torch
 
+from .. import ultra
 from ..errors import UserError
 from ..registry import Registry
 from ._runtimes import ncnn_runner, openvino_runner
@@ -90,16 +91,9 @@ class LatencyTarget:
                                 f"({how}); use --latency-target onnxruntime-cpu or torch-cpu instead")
 
 
-def _flat(args) -> list[torch.Tensor]:
-    out = []
-    for a in args:
-        out.extend(_flat(a) if isinstance(a, (list, tuple)) else [a])
-    return out
-
-
 def onnx_bytes(module: torch.nn.Module, args: tuple, opset: int = 17) -> tuple[bytes, list[str]]:
     """Static-shape ONNX of ``module(*args)`` in memory (TorchScript exporter); returns (model, input names)."""
-    names = [f"in{i}" for i in range(len(_flat(args)))]
+    names = [f"in{i}" for i in range(len(ultra.FlatInputs.flatten(args)))]
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -126,7 +120,7 @@ def _ort_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[
     so.log_severity_level = 3
     session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     wanted = {i.name for i in session.get_inputs()}
-    feeds = {n: t.numpy() for n, t in zip(names, _flat(args), strict=True) if n in wanted}  # unused inputs are pruned
+    feeds = {n: t.numpy() for n, t in zip(names, ultra.FlatInputs.flatten(args), strict=True) if n in wanted}  # unused inputs are pruned
     return lambda: session.run(None, feeds)
 
 
@@ -163,7 +157,7 @@ def _trt_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[
         raise RuntimeError("TensorRT could not build an engine for this design")
     engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
     context = engine.create_execution_context()
-    inputs = dict(zip(names, _flat(args), strict=True))
+    inputs = dict(zip(names, ultra.FlatInputs.flatten(args), strict=True))
     buffers = []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
@@ -209,6 +203,7 @@ for _target in (
     register_target(_target)
 
 
+@cache
 def runtime_tag(name: str) -> str:
     """``@<package versions>`` for targets that run on a deploy runtime (OpenVINO, NNCF, ncnn, PNNX), so their cached
     timings follow the runtime's version; empty for the others (whose versions are in the host fingerprint)."""

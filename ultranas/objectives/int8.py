@@ -8,6 +8,7 @@ The INT8 *latency* is the ``openvino-cpu-int8`` latency target: search with
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 from .. import ultra
@@ -41,6 +42,13 @@ class Int8DropObjective(Objective):
         check_int8_available()
         self.data, self.calib_images, self.single_cls = data, int(calib_images), bool(single_cls)
 
+    @functools.cached_property
+    def calib_fraction(self) -> float:
+        """The share of the training split that makes ``calib_images`` (the folder is listed once)."""
+        from ..data import split_size
+
+        return min(1.0, self.calib_images / max(1, split_size(self.data, "train")))
+
     @property
     def version(self) -> str:
         """What the number depends on besides the weights: calibration size and the quantiser's versions."""
@@ -50,10 +58,7 @@ class Int8DropObjective(Objective):
 
     def metrics(self, weights, imgsz: int) -> dict:
         """fp32 and INT8 mAP of ``weights`` at ``imgsz`` (see ``ultra.int8_openvino_metrics``)."""
-        from ..data import split_size
-
-        fraction = min(1.0, self.calib_images / max(1, split_size(self.data, "train")))
-        return ultra.int8_openvino_metrics(weights, self.data, imgsz, calib_fraction=fraction,
+        return ultra.int8_openvino_metrics(weights, self.data, imgsz, calib_fraction=self.calib_fraction,
                                            single_cls=self.single_cls)
 
     def value(self, candidate: Candidate, results: dict | None = None) -> float:

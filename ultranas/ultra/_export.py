@@ -55,33 +55,31 @@ def _prepared(module: torch.nn.Module, args: tuple) -> tuple[FlatInputs, tuple]:
 
 
 @contextlib.contextmanager
-def _quiet_fds(quiet: bool = True):
-    """Silence stdout/stderr at the file-descriptor level (PNNX and NNCF print from C++ and rich); OpenVINO's
-    telemetry off. A conversion that fails raises ``RuntimeError`` (the design fails alone, the search goes on)."""
-    with no_telemetry():
-        if not quiet:
+def _quiet_fds():
+    """Silence stdout/stderr at the file-descriptor level (PNNX and NNCF print from C++ and rich)."""
+    sys.stdout.flush(), sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as null:
+        try:
+            os.dup2(null.fileno(), 1), os.dup2(null.fileno(), 2)
             yield
-            return
-        sys.stdout.flush(), sys.stderr.flush()
-        saved = [os.dup(1), os.dup(2)]
-        with open(os.devnull, "w") as null:
-            try:
-                os.dup2(null.fileno(), 1), os.dup2(null.fileno(), 2)
-                yield
-            finally:
-                sys.stdout.flush(), sys.stderr.flush()
-                os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-                for fd in saved:
-                    os.close(fd)
+        finally:
+            sys.stdout.flush(), sys.stderr.flush()
+            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 @contextlib.contextmanager
-def _conversion(what: str):
+def _converting(what: str, quiet: bool = True):
+    """A converter's block: OpenVINO's telemetry off, its output silenced (unless ``quiet`` is off), and a failure
+    raised as ``RuntimeError`` (NNCF and OpenVINO raise their own types), so the design fails alone."""
     try:
-        yield
+        with no_telemetry(), _quiet_fds() if quiet else contextlib.nullcontext():
+            yield
     except (KeyboardInterrupt, RuntimeError, MemoryError):
         raise
-    except Exception as e:  # NNCF and OpenVINO raise their own types (derived from Exception)
+    except Exception as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
         raise RuntimeError(f"{what} failed: {type(e).__name__}: {first}") from e
 
@@ -104,7 +102,7 @@ def openvino_model(module: torch.nn.Module, args: tuple, int8: bool = False, cal
         samples = [tuple(t.numpy() for t in FlatInputs.flatten(a)) for a in (calibration or [args])]
         dataset = nncf.Dataset(samples, lambda s: s if len(s) > 1 else s[0])
     is_detector = isinstance(module, Detect) or isinstance(getattr(module, "model", [None])[-1], Detect)
-    with _conversion("OpenVINO conversion"), _quiet_fds():
+    with _converting("OpenVINO conversion"):
         return torch2openvino(flat, im if len(im) > 1 else im[0], quantize=8 if int8 else None,
                               calibration_dataset=dataset, int8_detect=is_detector)
 
@@ -116,7 +114,7 @@ def ncnn_files(module: torch.nn.Module, args: tuple, out_dir: str | Path) -> tup
 
     out_dir = Path(out_dir).resolve()
     flat, im = _prepared(module, args)
-    with _CWD_LOCK, _conversion("ncnn conversion"), tempfile.TemporaryDirectory() as scratch, _quiet_fds():
+    with _CWD_LOCK, tempfile.TemporaryDirectory() as scratch, _converting("ncnn conversion"):
         old = os.getcwd()
         os.chdir(scratch)  # PNNX's debug files land here, not in the user's folder
         try:
@@ -145,7 +143,7 @@ def int8_openvino_metrics(weights: str | Path, data: str | Path, imgsz: int, cal
     common = dict(data=str(data), imgsz=int(imgsz), device="cpu", plots=False, workers=0, split="val",
                   verbose=verbose, conf=0.001, rect=False, single_cls=bool(single_cls))
     with tempfile.TemporaryDirectory() as tmp, ultralytics_verbosity(verbose), \
-            _conversion("INT8 export and validation"), _quiet_fds(not verbose):
+            _converting("INT8 export and validation", quiet=not verbose):
         local = Path(tmp) / "model.pt"
         shutil.copy(weights, local)
         fp32 = box_metrics(DetectionTask(local).val(batch=val_batch, project=tmp, name="fp32", **common))
