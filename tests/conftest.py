@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("ULTRANAS_HOME", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "ultranas_home"))
+os.environ["ULTRANAS_WORKERS"] = "1"  # one process per search unless a test asks for --workers (as CI's 2 cores would)
 
 import ultranas  # noqa: E402,F401  (offline runtime first)
 

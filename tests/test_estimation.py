@@ -73,6 +73,7 @@ def test_calibrate_end_to_end_on_coco8(tmp_path):
     saved = json.loads((run / "calibration.json").read_text())
     assert (run / "calibration.png").stat().st_size > 1000
     assert saved["designs"] == 6 and {"short-train", "params", "gflops"} <= set(saved["estimators"])
+    assert saved["batch"] == 4  # what the search applies with --calibration
     # coco8 from scratch: every design stays at mAP 0, so the calibration must refuse to report a ranking
     assert not report["noise"]["reference_ranks"] and report["recommended"] is None
     assert "cannot rank" in report["verdict"]
@@ -146,10 +147,13 @@ def test_search_takes_its_estimator_from_a_calibration(tmp_path):
     apply_calibration(cfg, path)
     assert (cfg.estimator, cfg.epochs, cfg.proxy_imgsz, cfg.trainer) == ("short-train", 2, 96, "ultralytics")
     assert cfg.imgsz == SearchConfig().imgsz  # the calibration sets the proxy size, never the deploy size
-    path.write_text(json.dumps({**report, "recommended": "short-train:val_loss", "trainer": "fast", "proxy_imgsz": 64}))
+    assert cfg.batch == SearchConfig().batch  # a calibration.json without its batch keeps --batch
+    path.write_text(json.dumps({**report, "recommended": "short-train:val_loss", "trainer": "fast", "proxy_imgsz": 64,
+                                "batch": 16}))
     cfg = SearchConfig()
     apply_calibration(cfg, path)
     assert (cfg.trainer, cfg.score, cfg.proxy_imgsz, cfg.imgsz) == ("fast", "val_loss", 64, 320) and cfg.validate()
+    assert cfg.batch == 16  # the proxy as it was calibrated
     path.write_text(json.dumps({**report, "recommended": None, "verdict": "the reference cannot rank"}))
     cfg = SearchConfig(estimator="short-train", epochs=3)
     assert "recommends no estimator" in apply_calibration(cfg, path) and cfg.epochs == 3

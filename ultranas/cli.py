@@ -82,6 +82,8 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-epochs", type=int, default=d.final_epochs)
     p.add_argument("--final-seeds", type=_csv(int), default=d.final_seeds, help="seeds of the final retrain, e.g. "
                    "0,1,2 (each design is trained once per seed)")
+    p.add_argument("--workers", type=int, default=d.workers, help="local worker processes evaluating trials in "
+                   "parallel (0, default: one per physical CPU core, at most 4, or one per GPU in --device)")
     p.add_argument("--final-workers", type=int, default=d.final_workers, help="final-stage trainings run in parallel")
     p.add_argument("--final-cache", default=None, help="JSON-lines file of final results reused across runs")
     p.add_argument("--no-final", dest="final", action="store_false", help="skip the final retrain")

@@ -16,7 +16,7 @@ from .errors import UserError
 
 DEFAULT_REFERENCES = ("yolo11n", "yolo11s")  # found_n.pt and found_s.pt, where the space has them
 # settings a resumed run may change: they do not alter what finished trials mean
-RESUME_SAFE = ("trials", "time_limit", "device", "verbose", "final", "final_workers", "final_epochs", "final_seeds",
+RESUME_SAFE = ("trials", "time_limit", "device", "workers", "verbose", "final", "final_workers", "final_epochs", "final_seeds",
                "final_cache", "rerank", "rerank_epochs", "rerank_imgsz")
 LIMITS = {"trials": 100_000, "epochs": 10_000, "final_epochs": 10_000, "rerank_epochs": 10_000, "batch": 4096,
           "eta": 100, "imgsz": 4096, "proxy_imgsz": 4096}
@@ -61,6 +61,7 @@ class SearchConfig:
     final_epochs: int = 5
     final_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     final_workers: int = 0  # 0: one per CPU core on CPU (at most 4), 1 on a GPU
+    workers: int = 0  # local search worker processes; 0: automatic (search_workers)
     final_cache: str | None = None  # JSON lines of final-stage results shared across runs (references retrained once)
     final: bool = True
     device: str = "cpu"
@@ -109,6 +110,8 @@ class SearchConfig:
         if isinstance(self.final_workers, bool) or not isinstance(self.final_workers, int) \
                 or not 0 <= self.final_workers <= 256:
             raise UserError(f"--final-workers must be an integer in [0, 256] (0: automatic), got {self.final_workers!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= 64:
+            raise UserError(f"--workers must be an integer in [0, 64] (0: automatic), got {self.workers!r}")
         if self.eta < 2:
             raise UserError(f"--eta must be >= 2 (keep the top 1/eta at each rung), got {self.eta}")
         if not self.rungs or self.rungs[-1] != 1.0 or any(not 0 < r <= 1 for r in self.rungs) \
@@ -194,3 +197,43 @@ def final_workers(cfg: SearchConfig) -> int:
     if cfg.final_workers:
         return cfg.final_workers
     return max(1, min(4, os.cpu_count() or 1)) if cfg.device == "cpu" else 1
+
+
+def search_workers(cfg: SearchConfig) -> int:
+    """Local worker processes of a search: ``--workers``, else ``ULTRANAS_WORKERS``, else one per physical core on
+    CPU (at most 4: small models at proxy sizes gain nothing from a second thread, so cores are better spent on
+    designs) and one per listed GPU; never more than ``--trials``. A search on a shared ``--storage`` runs one unless
+    told (other hosts join with ``ultranas worker``)."""
+    import os
+
+    if cfg.storage and not cfg.workers:
+        return 1
+    n = cfg.workers
+    if not n:
+        env = os.environ.get("ULTRANAS_WORKERS", "")
+        if env.strip():
+            if not env.strip().isdigit() or not 0 < int(env) <= 64:
+                raise UserError(f"ULTRANAS_WORKERS must be an integer in [1, 64], got {env!r}")
+            n = int(env)
+        elif cfg.device in ("cpu", "mps"):
+            import psutil
+
+            physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+            n = 1 if cfg.device == "mps" else min(4, physical, usable_cores())
+        else:
+            n = len(str(cfg.device).split(","))
+    return max(1, min(n, cfg.trials))
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on: its affinity mask and, in a container, its cgroup CPU quota."""
+    import os
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)

@@ -21,15 +21,16 @@ from tqdm import tqdm
 
 from . import ultra
 from .bands import GFLOPS_PRESCREEN, band_of, make_bands, next_band, reachable_bands
-from .config import SearchConfig
+from .config import SearchConfig, search_workers
 from .data import class_names, safe_data_yaml
 from .errors import Interrupted, RunFailed, UserError
 from .estimation import Pruned, SuccessiveHalving, make_estimator
-from .fsutil import RunLock, atomic_write_text, atomic_write_yaml
+from .fsutil import RunLock, ask_lock, atomic_write_text, atomic_write_yaml
 from .objectives import Candidate, make_objectives
 from .preflight import preflight, sigterm_as_interrupt
 from .report import write_reports
-from .rundir import absolute_paths, check_resumable, check_writable, load_run, new_run_dir, open_study
+from .rundir import (absolute_paths, check_resumable, check_writable, load_run, new_run_dir, open_study,
+                     storage_url)
 from .space import SearchSpace, load_space
 from .storage import fail_stale, heartbeat
 from .strategies import make_strategy, pareto_fitness
@@ -46,7 +47,7 @@ class SearchContext:
     """Everything one worker needs, built once: space, study, strategy, estimator, objectives, latency bands."""
 
     def __init__(self, cfg: SearchConfig, run_dir: Path, study: optuna.Study | None = None,
-                 data_checked: bool = False, resume: bool = False):
+                 data_checked: bool = False, resume: bool = False, reference_records: dict | None = None):
         from .objectives.latency import LatencyCache, LatencyMeter, LatencyObjective
 
         self.cfg, self.run_dir = cfg, run_dir
@@ -62,6 +63,7 @@ class SearchContext:
 
             predictor = LatencyLUT.load(cfg.latency_lut)
         self.meter = LatencyMeter(cfg.latency_target, cache=LatencyCache(self.study), predictor=predictor)
+        self.meter.adopt(reference_records or {})  # a local worker: its supervisor timed the references
         int8 = None
         if "int8_drop" in cfg.objectives:
             from .objectives.int8 import Int8DropObjective
@@ -107,11 +109,12 @@ class SearchContext:
             return self._candidates[h]
         imgsz = self.space.imgsz(g, self.cfg.imgsz)
         train = max(32, round(self.cfg.proxy_imgsz * imgsz / self.cfg.imgsz / 32) * 32)  # the space's size, scaled
+        t0 = time.perf_counter()
         model_dict = self.space.render(g, self.nc)
         cand = Candidate(g, model_dict, h, imgsz, workdir, train_imgsz=train)
         model = ultra.build_model(model_dict)
         cand.info.update(params=ultra.count_params(model), gflops=round(ultra.gflops(model, imgsz), 4),
-                         imgsz=imgsz, proxy_imgsz=train)
+                         imgsz=imgsz, proxy_imgsz=train, build_s=round(time.perf_counter() - t0, 2))
         self._candidates[h] = cand
         return cand
 
@@ -122,9 +125,14 @@ class SearchContext:
         if self._prescreen and info["gflops"] > self._prescreen and "latency_ms" not in info:
             return f"GFLOPs {info['gflops']:.2f} > {GFLOPS_PRESCREEN} x every reference's (latency not measured)"
         if "latency_ms" not in info:
-            info["latency"] = self.meter.measure(cand)
-            info["latency_ms"] = info["latency"]["median_ms"]
-            info["latency_vs"] = {r: self.meter.versus(cand, ref) for r, ref in self.references.items()}
+            t0 = time.perf_counter()
+            try:
+                info["latency"] = self.meter.measure(cand)
+                info["latency_ms"] = info["latency"]["median_ms"]
+                info["latency_vs"] = {r: self.meter.versus(cand, ref) for r, ref in self.references.items()}
+            finally:
+                self.meter.release(cand)
+            info["latency_s"] = round(time.perf_counter() - t0, 2)
         if cfg.max_params is not None and info["params"] > cfg.max_params:
             return f"params {info['params']:,} > limit {cfg.max_params:,.0f}"
         if cfg.max_gflops is not None and info["gflops"] > cfg.max_gflops:
@@ -155,10 +163,16 @@ def _done_by_hash(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
             if "hash" in t.user_attrs and not t.user_attrs.get("duplicate_of")}
 
 
-def _seen_hashes(study: optuna.Study) -> set[str]:
-    """Designs finished, running or screened out already: not worth proposing again."""
-    return {t.user_attrs["hash"] for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.RUNNING, TS.PRUNED))
-            if "hash" in t.user_attrs}
+def _seen_hashes(study: optuna.Study, space: SearchSpace, nc: int) -> set[str]:
+    """Designs finished, running, queued or screened out already: not worth proposing again (a trial another worker
+    has just taken or queued has no hash yet: its design is hashed from its parameters)."""
+    seen = set()
+    for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.RUNNING, TS.PRUNED, TS.WAITING)):
+        if "hash" in t.user_attrs:
+            seen.add(t.user_attrs["hash"])
+        elif (g := t.params or t.system_attrs.get("fixed_params")) and set(g) == set(space.decisions):
+            seen.add(space.design_hash(g, nc))
+    return seen
 
 
 def _history(ctx: SearchContext, band) -> tuple[list, list[float]]:
@@ -193,7 +207,7 @@ def propose(ctx: SearchContext) -> None:
             counts[band] = counts.get(band, 0) + 1
     band = next_band(ctx.bands, counts) if ctx.bands else None
     history, fitness = _history(ctx, band)
-    seen = _seen_hashes(ctx.study)
+    seen, t0 = _seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter()
     for attempt in range(MAX_SCREENED):
         g = propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed, len(ctx.study.trials), attempt)
         if g is None:
@@ -208,9 +222,9 @@ def propose(ctx: SearchContext) -> None:
             accepted = True  # cannot be built or timed: the trial records why, as a failed design
         if accepted:
             ctx.study.enqueue_trial(g)
-            add_screened(ctx.study, attempt)
+            add_screened(ctx.study, attempt, time.perf_counter() - t0)
             return
-    add_screened(ctx.study, MAX_SCREENED)
+    add_screened(ctx.study, MAX_SCREENED, time.perf_counter() - t0)
     raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
                     + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"
                     " relax the limits or lower --trials")
@@ -223,7 +237,6 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
     if not ok:
         return tell_uncounted(ctx.study, trial, f"invalid design: {reason}", TS.FAIL, "invalid")
     h = ctx.space.design_hash(g, ctx.nc)
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trial.set_user_attr("genotype", g)
     trial.set_user_attr("hash", h)
     if (twin := _done_by_hash(ctx.study).get(h)) is not None:
@@ -304,9 +317,11 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
             if running and counted(ctx.study) + len(running) >= ctx.cfg.trials:
                 time.sleep(poll_s)  # the rest of the budget is being evaluated by other workers
                 continue
-            if not waiting:
-                propose(ctx)
-            trial = ctx.study.ask()
+            with ask_lock(ctx.run_dir):  # local siblings: one takes a queued trial at a time, and names itself
+                if not waiting:
+                    propose(ctx)
+                trial = ctx.study.ask()
+                trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
             if gives_way(ctx.study, trial, ctx.cfg.trials):
                 time.sleep(poll_s)
                 continue
@@ -359,7 +374,12 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
                 recover_interrupted(ctx.study)
             warm_start(ctx)
             try:
-                run_worker(ctx, progress=progress)
+                if (workers := search_workers(cfg)) > 1:
+                    from .local_workers import run_local_workers
+
+                    run_local_workers(ctx, workers, storage_url(cfg, run_dir), progress=progress)
+                else:
+                    run_worker(ctx, progress=progress)
             finally:
                 try:
                     write_reports(ctx)

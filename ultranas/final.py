@@ -143,6 +143,7 @@ def select(ctx, ref_cand, reference: str, pool, tries: int = 8):
             continue  # clearly slower: no need to time it again
         tries -= 1
         check = ctx.meter.versus(cand, ref_cand, interleave=True)
+        ctx.meter.release(cand)
         if check["ratio"] <= 1.0:
             return t, cand, check
         print(f"ultranas: trial {t.number} re-timed here at {check['ratio']:.3f}x {reference}'s latency "

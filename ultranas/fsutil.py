@@ -6,6 +6,7 @@ import csv
 import fcntl
 import io
 import json
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -92,3 +93,15 @@ class RunLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+@contextlib.contextmanager
+def ask_lock(run_dir: str | Path):
+    """Held by a worker process of this host while it proposes, takes (``study.ask``) and names its next trial:
+    optuna's claim of a queued trial is not atomic on SQLite, and two workers must not take the same one."""
+    fd = os.open(Path(run_dir) / ".ask.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -21,6 +21,9 @@ def preflight(cfg: SearchConfig) -> None:
     from .objectives.latency import get_target
 
     check_dataset(cfg.data, cfg.coco128)
+    from .config import search_workers
+
+    search_workers(cfg)  # a bad ULTRANAS_WORKERS fails here
     space = load_space(cfg.space)
     make_objectives(cfg.objectives, latency=_LatencyName())
     make_strategy(cfg.strategy, space, seed=cfg.seed)

@@ -15,6 +15,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enable
 from .errors import UserError
 
 HEARTBEAT_S, GRACE_S = 5, 20
+SQLITE_WAIT_S = 60  # seconds a write waits for another process's SQLite lock
 
 
 def driver_url(url: str) -> str:
@@ -39,8 +40,8 @@ def make_storage(url: str):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    if url.startswith("sqlite"):
-        return optuna.storages.RDBStorage(url)
+    if url.startswith("sqlite"):  # local worker processes write to one file: wait for its lock, don't fail
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_WAIT_S}})
     retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental in optuna 4.9+, the documented way all the same

@@ -40,21 +40,28 @@ def recover_interrupted(study: optuna.Study) -> int:
         running = {t.number for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,))}
         fail_stale(study)
         return sum(1 for t in study.get_trials(deepcopy=False, states=(TS.FAIL,)) if t.number in running)
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "failure", "interrupted (process stopped); re-queued")
-        study._storage.set_trial_user_attr(t._trial_id, "uncounted", True)
-        study._storage.set_trial_state_values(t._trial_id, TS.FAIL)
-        if t.params:
-            requeue(study, t.params, t.user_attrs, t.number)
-        n += 1
-    return n
+    running = study.get_trials(deepcopy=False, states=(TS.RUNNING,))
+    for t in running:
+        fail_and_requeue(study, t, "interrupted (process stopped); re-queued")
+    return len(running)
 
 
-def add_screened(study: optuna.Study, n: int) -> None:
-    """Count proposals screened out before becoming trials (``screened`` in the study: a search's hidden cost)."""
+def fail_and_requeue(study: optuna.Study, t: optuna.trial.FrozenTrial, reason: str) -> None:
+    """Mark a trial whose process stopped failed (uncounted) and queue its design again."""
+    study._storage.set_trial_user_attr(t._trial_id, "failure", reason)
+    study._storage.set_trial_user_attr(t._trial_id, "uncounted", True)
+    study._storage.set_trial_state_values(t._trial_id, TS.FAIL)
+    if t.params:
+        requeue(study, t.params, t.user_attrs, t.number)
+
+
+def add_screened(study: optuna.Study, n: int, seconds: float = 0.0) -> None:
+    """Count proposals screened out before becoming trials (``screened`` in the study: a search's hidden cost) and
+    the seconds spent proposing (``propose_s``: building and timing proposals, the accepted one included)."""
     if n:
         study.set_user_attr("screened", int(study.user_attrs.get("screened", 0)) + n)
+    if seconds:
+        study.set_user_attr("propose_s", round(float(study.user_attrs.get("propose_s", 0.0)) + seconds, 2))
 
 
 def tell_uncounted(study: optuna.Study, trial: optuna.Trial, reason: str, state, label: str) -> tuple[str, None]:

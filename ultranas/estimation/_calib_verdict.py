@@ -27,6 +27,7 @@ def summarize(rows: list[dict], proxies: list[str], a, seeds: list[int]) -> dict
     scores["gflops"] = [r["gflops"] for r in rows]
     out = {"designs": len(rows), "reference_epochs": a.reference_epochs, "reference_seeds": seeds,
            "proxy_epochs": a.proxy_epochs, "proxy_imgsz": a.proxy_imgsz or a.imgsz, "trainer": a.trainer,
+           "batch": a.batch,
            "imgsz": a.imgsz, "data": str(a.data), "band": {"point": a.band_point, "gflops": center, "size": len(band)},
            "noise": noise, "estimators": {}}
     for p, s in scores.items():
@@ -74,6 +75,7 @@ def apply_calibration(cfg, path: str | Path) -> str:
         cfg.proxy_imgsz = int(report.get("proxy_imgsz") or report["imgsz"])  # never the deploy size (--imgsz)
         cfg.trainer = report.get("trainer", "ultralytics")
         cfg.score = best.partition(":")[2] or "map"
+        cfg.batch = int(report.get("batch") or cfg.batch)  # the proxy as calibrated (files before 2026-11 lack it)
     elif best.startswith("zero-cost:"):
         cfg.estimator, cfg.proxy = "zero-cost", best.split(":", 1)[1]
     tau = report.get("estimators", {}).get(best, {}).get("band", {}).get("tau")

@@ -16,7 +16,7 @@ import time
 import torch
 from torch import nn
 
-from .. import ultra
+from .. import cores, ultra
 from ..objectives._base import Candidate
 from ._base import SCORES, TrainingEstimator, signed_score
 from ._device_data import DeviceAugment, DeviceDataset
@@ -78,12 +78,15 @@ class FastTrainer:
         compile: ``torch.compile`` each model's forward (off by default).
         val_batch: validation batch (default ``2 * batch``, as Ultralytics' trainer).
         verbose: show Ultralytics' validation output.
+        val_data: the val split as a :class:`DeviceDataset` at ``imgsz`` for the validation loss (reused across
+            trainers; default: decoded on first use).
     """
 
     def __init__(self, data, imgsz: int = 128, epochs: int = 10, batch: int = 16, device: str = "cpu", seed: int = 0,
                  lr0: float = 0.02, lrf: float = 0.01, momentum: float = 0.937, weight_decay: float = 5e-4,
                  mosaic: float = 1.0, fraction: float = 1.0, single_cls: bool = False, amp: bool | None = None,
-                 compile: bool = False, val_batch: int | None = None, verbose: bool = False):
+                 compile: bool = False, val_batch: int | None = None, verbose: bool = False,
+                 val_data: DeviceDataset | None = None):
         self.device = torch_device(device)
         if isinstance(data, DeviceDataset):
             if data.imgsz != imgsz or data.device != self.device:
@@ -97,7 +100,7 @@ class FastTrainer:
         self.lr0, self.lrf, self.momentum, self.weight_decay = lr0, lrf, momentum, weight_decay
         self.warmup_epochs, self.close_mosaic = sched["warmup_epochs"], sched["close_mosaic"]
         self.mosaic, self.amp, self.compile = mosaic, bf16_supported(self.device) if amp is None else amp, compile
-        self.val_batch, self.verbose = val_batch or 2 * self.batch, verbose
+        self.val_batch, self.verbose, self._val_data = val_batch or 2 * self.batch, verbose, val_data
         self.hyp = ultra.hyperparameters(epochs=self.epochs, imgsz=self.imgsz, batch=self.batch, lr0=lr0, lrf=lrf,
                                          momentum=momentum, weight_decay=weight_decay,
                                          single_cls=self.data.single_cls)
@@ -190,7 +193,9 @@ class FastTrainer:
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
         runs = [self._build(md) for md in model_dicts]
+        t0 = time.perf_counter()
         at_init = [self.val_loss(run.ema.ema) for run in runs]  # the same for every design of one head type
+        init_s = (time.perf_counter() - t0) / len(runs)
         gen = torch.Generator(device=self.device).manual_seed(self.seed)
         augment = DeviceAugment(self.data, gen, self.hyp.hsv_h, self.hyp.hsv_s, self.hyp.hsv_v, self.hyp.translate,
                                 self.hyp.scale, self.hyp.fliplr)
@@ -207,7 +212,8 @@ class FastTrainer:
             for i in range(nb):
                 self._set_lr(runs, ni, nb, nw)
                 idx = order[i * self.batch:(i + 1) * self.batch]
-                self._step([r for r in runs if r.failed is None], augment(idx, mosaic))
+                with cores.training():  # a sibling process timing a design waits for this step, and vice versa
+                    self._step([r for r in runs if r.failed is None], augment(idx, mosaic))
                 seen, ni = seen + len(idx), ni + 1
             self._end_epoch([r for r in runs if r.failed is None], epoch, nb)
         if cuda:
@@ -227,7 +233,7 @@ class FastTrainer:
                 except FloatingPointError as e:
                     run.failed = str(e)
             res.update(train_s=round(train_s, 3), img_per_s=round(seen / train_s, 2), epochs=self.epochs,
-                       imgsz=self.imgsz, batch=self.batch, val_s=round(time.perf_counter() - t0, 3))
+                       imgsz=self.imgsz, batch=self.batch, val_s=round(time.perf_counter() - t0 + init_s, 3))
             if cuda:
                 res["gpu_mem_gb"] = round(peak_gb, 3)
             if run.failed:
@@ -239,9 +245,10 @@ class FastTrainer:
         """mAP50-95, mAP50, P, R of ``model`` from Ultralytics' ``DetectionValidator`` on the val split."""
         model.args = self.hyp
         device = "cpu" if self.device.type == "cpu" else str(self.device.index or 0)
-        return ultra.validate(model, self.verbose, data=str(self.data.data_yaml), imgsz=self.imgsz,
-                              batch=self.val_batch, conf=0.001, device=device, plots=False, workers=0, split="val",
-                              single_cls=self.data.single_cls, save_json=False)
+        with cores.training():
+            return ultra.validate(model, self.verbose, data=str(self.data.data_yaml), imgsz=self.imgsz,
+                                  batch=self.val_batch, conf=0.001, device=device, plots=False, workers=0,
+                                  split="val", single_cls=self.data.single_cls, save_json=False)
 
     @torch.no_grad()
     def val_loss(self, model: nn.Module) -> float:
@@ -249,18 +256,19 @@ class FastTrainer:
 
         Comparable across designs with the same head and loss (a DFL head's loss has a term an E2E head's lacks).
         """
-        if getattr(self, "_val_data", None) is None:
+        if self._val_data is None:
             self._val_data = DeviceDataset(self.data.data_yaml, self.imgsz, self.device, "val",
                                            single_cls=self.data.single_cls)
         val, total, n = self._val_data, 0.0, 0
         model.eval()
-        for start in range(0, len(val), self.val_batch):
-            idx = torch.arange(start, min(start + self.val_batch, len(val)), device=self.device)
-            batch = val.batch(idx)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                preds = model(batch["img"])
-            _, items = ultra.detection_loss(model, batch, _to_float(preds))
-            total, n = total + float(items) * len(idx), n + len(idx)
+        with cores.training():
+            for start in range(0, len(val), self.val_batch):
+                idx = torch.arange(start, min(start + self.val_batch, len(val)), device=self.device)
+                batch = val.batch(idx)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                    preds = model(batch["img"])
+                _, items = ultra.detection_loss(model, batch, _to_float(preds))
+                total, n = total + float(items) * len(idx), n + len(idx)
         loss = total / n
         if not math.isfinite(loss):
             raise FloatingPointError("non-finite validation loss")
@@ -291,14 +299,19 @@ class FastTrainEstimator(TrainingEstimator):
         knobs, self.trainer_kwargs = self.split_knobs(kwargs)
         super().__init__(data, *args, **knobs)
         self.score, self.device = score, torch_device(self.device)
-        self._datasets: dict[int, DeviceDataset] = {}
+        self._datasets: dict[tuple[int, str], DeviceDataset] = {}
+        self.data_s = 0.0  # seconds spent decoding splits, since the last estimate
 
-    def dataset(self, imgsz: int) -> DeviceDataset:
-        """The training split decoded at ``imgsz`` on the device (decoded once per size change)."""
-        if imgsz not in self._datasets:
-            self._datasets = {imgsz: DeviceDataset(self.data, imgsz, self.device, "train", self.fraction,
-                                                   self.single_cls)}  # one size at a time: device memory
-        return self._datasets[imgsz]
+    def dataset(self, imgsz: int, split: str = "train") -> DeviceDataset:
+        """A split decoded at ``imgsz`` on the device, once per size (train and val; one size at a time)."""
+        if (imgsz, split) not in self._datasets:
+            t0 = time.perf_counter()
+            self._datasets = {k: v for k, v in self._datasets.items() if k[0] == imgsz}  # device memory
+            self._datasets[imgsz, split] = DeviceDataset(self.data, imgsz, self.device, split,
+                                                         self.fraction if split == "train" else 1.0,
+                                                         self.single_cls)
+            self.data_s += time.perf_counter() - t0
+        return self._datasets[imgsz, split]
 
     def estimate(self, candidate: Candidate, fidelity: float = 1.0) -> dict:
         return self.estimate_many([candidate], fidelity)[0]
@@ -313,10 +326,10 @@ class FastTrainEstimator(TrainingEstimator):
         if len(sizes) != 1:
             raise ValueError(f"candidates trained together need one image size, got {sorted(sizes)}")
         imgsz = sizes.pop()
-        per_seed, t0 = [], time.time()
+        per_seed, self.data_s = [], 0.0
         for seed in self.seeds:
             trainer = FastTrainer(self.dataset(imgsz), imgsz, epochs, self.batch, self.device, seed,
-                                  verbose=self.verbose, **self.trainer_kwargs)
+                                  verbose=self.verbose, val_data=self.dataset(imgsz, "val"), **self.trainer_kwargs)
             results = trainer.train([c.model_dict for c in candidates])
             for c, r in zip(candidates, results, strict=True):
                 if "failed" in r:
@@ -325,8 +338,9 @@ class FastTrainEstimator(TrainingEstimator):
         out = []
         for k, cand in enumerate(candidates):
             mean = {m: sum(runs[k][m] for runs in per_seed) / len(per_seed) for m in METRICS}
+            spent = {key: round(sum(runs[k][key] for runs in per_seed), 2) for key in ("train_s", "val_s")}
             out.append({"score": signed_score(mean, self.score), **mean, "epochs": epochs, "seeds": len(self.seeds),
-                        "imgsz": imgsz, "train_s": round(time.time() - t0, 2)})
+                        "imgsz": imgsz, **spent, "data_s": round(self.data_s / len(candidates), 2)})
             if self.keep_weights:  # the last seed's EMA model, as validated
                 cand.workdir.mkdir(parents=True, exist_ok=True)
                 out[-1]["weights"] = str(ultra.save_trained(trainer.trained[k], cand.workdir / "proxy.pt"))

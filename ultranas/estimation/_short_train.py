@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 from .. import ultra
 from ..objectives._base import Candidate
@@ -50,7 +49,7 @@ class ShortTrainEstimator(TrainingEstimator):
         epochs = self.epochs_at(fidelity)
         imgsz = self.imgsz or candidate.proxy_imgsz
         model_yaml = candidate.workdir / "model.yaml"
-        runs, t0 = [], time.time()
+        runs = []
         for seed in self.seeds:
             args = dict(compressed_schedule(epochs, self.batch), imgsz=imgsz, batch=self.batch, device=self.device,
                         fraction=self.fraction, single_cls=self.single_cls, seed=seed, deterministic=False)
@@ -58,6 +57,7 @@ class ShortTrainEstimator(TrainingEstimator):
             metrics, best = ultra.train(model_yaml, self.data, candidate.workdir, f"{self.tag}e{epochs}-s{seed}",
                                      verbose=self.verbose, **args)
             runs.append(metrics)
+        spent = {k: round(sum(r.pop(k) for r in runs), 2) for k in ("data_s", "train_s", "val_s")}
         mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
-        return {"score": mean["map"], **mean, "epochs": epochs, "seeds": len(self.seeds), "imgsz": imgsz,
-                "train_s": round(time.time() - t0, 2), "weights": str(best)}  # the last seed's
+        return {"score": mean["map"], **mean, "epochs": epochs, "seeds": len(self.seeds), "imgsz": imgsz, **spent,
+                "weights": str(best)}  # the last seed's

@@ -20,7 +20,7 @@ except ImportError:  # Windows
 
 import torch
 
-from .. import ultra
+from .. import cores, ultra
 from ..errors import UserError
 from ._targets import LatencyTarget, default_threads, get_target, host_fingerprint
 
@@ -45,8 +45,14 @@ def time_runs(run: Callable[[], object], warmup: int, repeats: int, max_time_s: 
 
     Samples during which the OS preempted this process (an involuntary context switch) are dropped when at least a
     quarter of them (and 5) are clean, so a busy machine inflates the result less. Stops early once ``max_time_s``
-    is spent, keeping at least 5 samples. GC is off while timing. Returns (kept samples, dropped count).
+    is spent, keeping at least 5 samples. GC is off while timing, and no ultranas process on this host trains
+    meanwhile (:func:`ultranas.cores.timing`). Returns (kept samples, dropped count).
     """
+    with cores.timing():
+        return _time_runs(run, warmup, repeats, max_time_s, inner)
+
+
+def _time_runs(run, warmup: int, repeats: int, max_time_s: float | None, inner: int) -> tuple[list[float], int]:
     for _ in range(warmup):
         run()
     enabled = gc.isenabled()
@@ -118,7 +124,8 @@ def load_seen() -> float | None:
 
 def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, threads: int | None = None,
                     warmup: int = 10, repeats: int = 50, batch: int = 1, max_time_s: float = 2.0,
-                    nc: int | None = None, max_cv: float = 0.1, attempts: int = 3) -> dict:
+                    nc: int | None = None, max_cv: float = 0.1, attempts: int = 3,
+                    make: Callable[[], Callable[[], object]] | None = None) -> dict:
     """Measure one design end to end on ``target`` (default :func:`default_target`).
 
     Args:
@@ -131,6 +138,8 @@ def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, thr
         batch: images per call.
         max_cv: a measurement whose spread (std / mean) is higher is repeated, up to ``attempts`` times in all,
             and the least disturbed one (lowest median) is kept.
+        make: returns a ready runner of this design on ``target`` (:func:`make_runner`'s), e.g. one kept warm for
+            later interleaved comparisons; default: built here.
 
     Returns:
         ``median_ms`` and the other :func:`summarize` statistics, plus target, imgsz, batch, threads, host (the
@@ -139,10 +148,10 @@ def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, thr
     tgt = get_target(target)
     threads = int(threads or default_threads())
     t0 = time.perf_counter()
-    run = make_runner(model_dict, imgsz, tgt.name, threads, batch, nc)
+    run = make() if make is not None else make_runner(model_dict, imgsz, tgt.name, threads, batch, nc)
     setup_s = time.perf_counter() - t0
     tries = []
-    with fixed_threads(threads):
+    with fixed_threads(threads), cores.timing():
         for attempt in range(max(1, attempts)):
             first = warmup if "compiled" not in tgt.name else max(warmup, 5)
             times, dropped = time_runs(run, first if attempt == 0 else 2, repeats, max_time_s)
@@ -166,7 +175,7 @@ def compare_latency(run_a: Callable[[], object], run_b: Callable[[], object], th
     the per-round ratios (``ratio_p10``, ``ratio_p90``) and the ``load`` seen.
     """
     ratios, ta, tb = [], [], []
-    with fixed_threads(int(threads or default_threads())):
+    with fixed_threads(int(threads or default_threads())), cores.timing():  # the cores alone for all rounds
         for _ in range(warmup):
             run_a(), run_b()
         for r in range(rounds):

@@ -7,10 +7,11 @@ imgsz, batch, threads, host) in memory and in the optuna study's user attributes
 
 Latency you can compare (:class:`LatencyMeter`): a reference's latency is never taken from an old cache entry
 (another process, another load): each process times its references itself, and a design whose latency is close to
-a reference's (within ``margin``: by default up to twice as slow) is timed again *interleaved* with it (A B, B A,
-...), so both see the same machine load. Measured on a 2-core machine while a search trained on the other core,
-separate timings of the same design varied by up to 2x between processes; interleaved ratios did not
-(``benchmarks/latency_stability.py``). A judgement is a ratio (design / reference) measured on one host, which a
+a reference's (within ``margin``: by default 25 %, where a band's edge can be in question) is timed again
+*interleaved* with it (A B, B A, ...), so both see the same machine load. Measured on a 2-core machine while a
+search trained on the other core, separate timings of one design varied by 2-3 % (CV) between runs, interleaved
+ratios by 1-2 % (``benchmarks/latency_stability.py``); every timing also holds the host's cores
+(:mod:`ultranas.cores`), so no ultranas training on the host runs meanwhile. A judgement is a ratio (design / reference) measured on one host, which a
 distributed study can compare across hosts. The per-layer lookup-table predictor is in ``_lut.py``
 (:class:`LatencyLUT`).
 """
@@ -116,12 +117,12 @@ class LatencyMeter:
         cache: where absolute measurements are kept (a study-backed :class:`LatencyCache` survives resume).
         predictor: a calibrated :class:`LatencyLUT`: predictions replace measurements.
         margin: designs whose latency differs from a reference's by at most this share are timed interleaved
-            with it (1.0: anything up to twice as slow).
+            with it (0.25: from 0.75x to 1.25x); farther ones are judged by the two measurements.
         measure_kw: passed to :func:`measure_latency` (warmup, repeats, max_time_s, ...).
     """
 
     def __init__(self, target: str | None = None, threads: int | None = None, cache: LatencyCache | None = None,
-                 predictor=None, margin: float = 1.0, **measure_kw):
+                 predictor=None, margin: float = 0.25, **measure_kw):
         self.target = get_target(target).name  # an unusable target fails here, before any search starts
         self.threads = int(threads or default_threads())
         self.cache = cache if cache is not None else LatencyCache()
@@ -137,7 +138,7 @@ class LatencyMeter:
             return {"median_ms": self.predictor.predict(cand.model_dict), "predicted": True, "target": self.target,
                     "imgsz": cand.imgsz, "threads": self.predictor.threads, "host": host_fingerprint()["id"]}
         return cached_latency(cand.model_dict, cand.design_hash, cand.imgsz, self.target, self.cache, self.threads,
-                              **self.measure_kw)
+                              make=lambda: self._runner(cand), **self.measure_kw)  # one export per design
 
     def reference(self, cand) -> dict:
         """A reference's record, timed by this process (never taken from another process's cache entry)."""
@@ -147,8 +148,16 @@ class LatencyMeter:
                 self._references[key] = self.measure(cand)
             else:
                 self._references[key] = measure_latency(cand.model_dict, cand.imgsz, self.target, self.threads,
-                                                        **self.measure_kw)
+                                                        make=lambda: self._runner(cand), **self.measure_kw)
         return self._references[key]
+
+    def records(self) -> dict[str, dict]:
+        """The references' records this process timed (for :meth:`adopt` by a worker process on the same host)."""
+        return dict(self._references)
+
+    def adopt(self, records: dict[str, dict]) -> None:
+        """Use references' records timed by another process on this host, with this target and threads."""
+        self._references.update(records)
 
     def _runner(self, cand):
         key = f"{cand.design_hash}:{cand.imgsz}"
@@ -171,9 +180,13 @@ class LatencyMeter:
             return {"ratio": ratio, "how": "predicted" if self.predictor is not None else "separate",
                     "a_ms": a, "b_ms": b, "load": load_seen()}
         rec = compare_latency(self._runner(cand), self._runner(ref), self.threads)
-        self._runners.pop(f"{cand.design_hash}:{cand.imgsz}", None)  # references stay warm, designs do not
         rec["how"] = "interleaved"
         return rec
+
+    def release(self, cand) -> None:
+        """Drop the design's warm runner (kept from its measurement through its comparisons); references stay."""
+        if not any(cand.design_hash == r.split(":")[0] for r in self._references):
+            self._runners.pop(f"{cand.design_hash}:{cand.imgsz}", None)
 
 
 # -- objective ------------------------------------------------------------------------------------------------

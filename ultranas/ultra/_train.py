@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from ..runtime import patch_amp_check
@@ -73,11 +74,53 @@ def box_metrics(metrics) -> dict:
     return out
 
 
+class _StepClock:
+    """Trainer callbacks: seconds in set-up (model, data loaders), in training epochs and the rest (validation,
+    checkpoints). Training epochs and validation passes hold the host's cores shared (:mod:`ultranas.cores`),
+    batch loading included, and let them go between batches so a waiting timer gets in."""
+
+    def __init__(self):
+        self.marks, self.train_s, self.hold = {}, 0.0, contextlib.ExitStack()
+
+    def attach(self, model) -> None:
+        from .. import cores
+
+        def mark(name):
+            return lambda trainer: self.marks.__setitem__(name, time.perf_counter())
+
+        def hold(_):
+            self.hold.close()
+            self.hold.enter_context(cores.training())
+
+        def epoch_start(trainer):
+            self.marks["epoch"] = time.perf_counter()
+            hold(trainer)
+
+        def epoch_end(trainer):
+            self.train_s += time.perf_counter() - self.marks["epoch"]
+            self.hold.close()
+
+        model.add_callback("on_pretrain_routine_start", mark("start"))
+        model.add_callback("on_pretrain_routine_end", mark("setup"))
+        model.add_callback("on_train_epoch_start", epoch_start)
+        model.add_callback("on_train_batch_end", hold)  # let go between batches, then hold for the next one
+        model.add_callback("on_train_epoch_end", epoch_end)
+        model.add_callback("on_val_start", hold)  # the trainer's validator shares its callbacks
+        model.add_callback("on_val_batch_end", hold)
+        model.add_callback("on_val_end", lambda trainer: self.hold.close())
+
+    def seconds(self, end: float) -> dict:
+        start, setup = self.marks.get("start", end), self.marks.get("setup", end)
+        return {"data_s": round(setup - start, 2), "train_s": round(self.train_s, 2),
+                "val_s": round(max(0.0, end - setup - self.train_s), 2)}
+
+
 def train(model_yaml: str | Path, data: str | Path, project: str | Path, name: str, verbose: bool = False,
           **overrides) -> tuple[dict, Path]:
     """Train a rendered design from scratch with the stock Ultralytics trainer; returns (metrics, best.pt).
 
-    Ultralytics reads only the checked copy of ``data`` (no ``download:`` is ever run).
+    The metrics hold ``data_s`` (set-up: model and data loaders), ``train_s`` (training epochs) and ``val_s`` (the
+    rest: validation, checkpoints). Ultralytics reads only the checked copy of ``data`` (no ``download:`` is ever run).
     """
     from ..data import safe_data_yaml
 
@@ -86,13 +129,15 @@ def train(model_yaml: str | Path, data: str | Path, project: str | Path, name: s
     args.update(overrides)
     check_args(args)
     args["data"] = str(safe_data_yaml(args["data"]))
-    with ultralytics_verbosity(verbose):
+    clock = _StepClock()
+    with ultralytics_verbosity(verbose), clock.hold:
         model = DetectionTask(str(model_yaml))
+        clock.attach(model)
         metrics = model.train(**args)
     best = Path(model.trainer.save_dir) / "weights" / "best.pt"
     if metrics is None:
         raise RuntimeError("training returned no metrics")
-    return box_metrics(metrics), best
+    return {**box_metrics(metrics), **clock.seconds(time.perf_counter())}, best
 
 
 def validate(model: DetectionModel, verbose: bool = False, **args) -> dict:
