@@ -57,8 +57,9 @@ def default_run(tmp_path_factory) -> Path:
     import sys
 
     cwd = tmp_path_factory.mktemp("readme")
+    env = {k: v for k, v in os.environ.items() if k != "ULTRANAS_WORKERS"}  # the default: a worker per core
     proc = subprocess.run([sys.executable, "-m", "ultranas", "search", "--data", "coco8.yaml"], cwd=cwd,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = cwd / "runs" / "nas" / "exp"
     assert run.is_dir(), proc.stdout[-2000:]

@@ -33,7 +33,7 @@ def test_local_workers_share_a_run_and_a_killed_workers_trial_is_retried(tmp_pat
     cmd = ["search", "--workers", 2, "--trials", trials, "--epochs", 10, "--imgsz", 32, "--proxy-imgsz", 32,
            "--batch", 4, "--strategy", "random", "--objectives", "map,latency", "--focus", "front", "--no-final",
            "--project", tmp_path]
-    err = open(tmp_path / "stderr.txt", "w+")
+    err = open(tmp_path / "stderr.txt", "w+")  # noqa: SIM115 (read after the process ends; a pipe could fill)
     proc = subprocess.Popen([sys.executable, "-m", "ultranas", *map(str, cmd)], stdout=subprocess.DEVNULL,
                             stderr=err, text=True, start_new_session=True)
     killed = None
@@ -54,6 +54,7 @@ def test_local_workers_share_a_run_and_a_killed_workers_trial_is_retried(tmp_pat
     code = proc.wait(timeout=600)
     err.seek(0)
     stderr = err.read()
+    err.close()
     assert code == 0, stderr[-2000:]
     assert stderr.count("stopped (exit") == 1 and "stopped (exit -9)" in stderr, stderr[-2000:]  # no other crash
 

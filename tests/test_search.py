@@ -22,7 +22,7 @@ TINY = dict(data="coco8.yaml", epochs=1, imgsz=32, proxy_imgsz=32, batch=4, fina
             focus="front")  # latency bands are tested in test_final.py and test_bands.py
 
 
-def test_default_command_produces_found_models_and_comparison(default_run):
+def test_default_command_produces_found_models_and_comparison(default_run, monkeypatch):
     for name in ("args.yaml", "study.db", "leaderboard.csv", "pareto.png", "found_n.pt", "found_s.pt",
                  "comparison.csv", "trials/0/model.yaml"):
         assert (default_run / name).exists(), name
@@ -36,6 +36,12 @@ def test_default_command_produces_found_models_and_comparison(default_run):
         assert int(found["imgsz"]) == 320 and int(found["proxy_imgsz"]) == 64  # deploy size vs search size
     board = list(csv.DictReader((default_run / "leaderboard.csv").read_text().splitlines()))
     assert {"yolov8n", "yolo11n", "yolo26n"} <= {r["point"] for r in board}  # warm start: baselines first
+    from ultranas.config import SearchConfig, search_workers
+
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{default_run / 'study.db'}")
+    workers = {t.user_attrs["worker"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    monkeypatch.delenv("ULTRANAS_WORKERS")  # the default uses the machine: a worker process per core (2 on CI)
+    assert len(workers) == search_workers(SearchConfig(trials=8)), workers
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))

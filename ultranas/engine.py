@@ -29,8 +29,7 @@ from .fsutil import RunLock, ask_lock, atomic_write_text, atomic_write_yaml
 from .objectives import Candidate, make_objectives
 from .preflight import preflight, sigterm_as_interrupt
 from .report import write_reports
-from .rundir import (absolute_paths, check_resumable, check_writable, load_run, new_run_dir, open_study,
-                     storage_url)
+from .rundir import absolute_paths, check_resumable, check_writable, load_run, new_run_dir, open_study, storage_url
 from .space import SearchSpace, load_space
 from .storage import fail_stale, heartbeat
 from .strategies import make_strategy, pareto_fitness

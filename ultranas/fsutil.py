@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import io
 import json
-import contextlib
 import os
 import tempfile
 from pathlib import Path

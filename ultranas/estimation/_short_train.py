@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from .. import ultra
 from ..objectives._base import Candidate
 from ._base import TrainingEstimator
