@@ -85,6 +85,37 @@ def test_local_workers_share_a_run_and_a_killed_workers_trial_is_retried(tmp_pat
     assert len(counted) == trials + 2 and len({t.user_attrs["hash"] for t in counted}) == trials + 2
 
 
+def test_sigterm_stops_every_worker_and_requeues_their_trials(tmp_path):
+    run = tmp_path / "exp"
+    cmd = ["search", "--workers", 2, "--trials", 8, "--epochs", 30, "--imgsz", 32, "--proxy-imgsz", 32, "--batch", 4,
+           "--strategy", "random", "--objectives", "map", "--focus", "front", "--no-final", "--project", tmp_path]
+    proc = subprocess.Popen([sys.executable, "-m", "ultranas", *map(str, cmd)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    busy: set[int] = set()
+    deadline = time.time() + 300
+    while len(busy) < 2 and time.time() < deadline and proc.poll() is None:  # both workers in a trial
+        if (run / "study.db").exists():
+            try:
+                busy = {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in _study(run).get_trials(
+                    states=(TS.RUNNING,)) if "genotype" in t.user_attrs}
+            except (KeyError, optuna.exceptions.StorageInternalError):
+                pass
+        time.sleep(0.1)
+    assert len(busy) == 2, "the two workers were never training at once"
+    proc.send_signal(signal.SIGTERM)  # a scheduler stopping the search
+    assert proc.wait(timeout=120) == 130
+    study = _study(run)
+    assert not [t for t in study.trials if t.state == TS.RUNNING]
+    stopped = [t for t in study.trials if t.user_attrs.get("failure", "").startswith("interrupted")]
+    story = [(t.number, t.state.name, t.user_attrs.get("worker"), t.user_attrs.get("failure")) for t in study.trials]
+    assert {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in stopped} >= busy, story  # each worker re-queued
+    assert all(any(q.user_attrs.get("retry_of") == t.number and q.state == TS.WAITING for q in study.trials)
+               for t in stopped)
+    for pid in busy:  # no worker outlives the search
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
 def _stepper(lock_dir: str, steps, stop) -> None:
     os.environ["ULTRANAS_LOCK_DIR"] = lock_dir
     from ultranas import cores

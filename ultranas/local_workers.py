@@ -29,6 +29,7 @@ from .errors import RunFailed, UserError
 from .trials import TS, counted, fail_and_requeue
 
 MAX_RESTARTS = 3  # replacement workers per run: a design that kills its worker every time must not loop forever
+STOP_WAIT_S = 10.0  # seconds a stopped worker gets to re-queue its trial before it is killed
 
 
 def _watch_parent(parent: int) -> None:
@@ -139,8 +140,10 @@ class LocalWorkers:
                       file=sys.stderr)
                 self.start(slot)
 
-    def stop(self, timeout: float = 120.0) -> None:
-        """SIGTERM every worker (each re-queues its trial), wait, then re-queue what a stuck one left."""
+    def stop(self, timeout: float = STOP_WAIT_S) -> None:
+        """SIGTERM every worker (each re-queues its trial), wait, then kill any still running and re-queue what it
+        left (a KeyboardInterrupt raised inside a ``__del__`` or a callback is swallowed by Python: a worker may not
+        stop on its own)."""
         for p in self.procs.values():
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
