@@ -142,8 +142,8 @@ class LocalWorkers:
 
     def stop(self, timeout: float = STOP_WAIT_S) -> None:
         """SIGTERM every worker (each re-queues its trial), wait, then kill any still running and re-queue what it
-        left (a KeyboardInterrupt raised inside a ``__del__`` or a callback is swallowed by Python: a worker may not
-        stop on its own)."""
+        left (a worker's interrupt can be lost, e.g. raised where Python ignores exceptions: it may not stop on its
+        own)."""
         for p in self.procs.values():
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
