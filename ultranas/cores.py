@@ -76,7 +76,7 @@ def _hold(kind: str, mode: int):
         if fds is not None:
             gate, cores = fds
             deadline = time.monotonic() + MAX_WAIT_S
-            if _acquire(gate, fcntl.LOCK_EX if mode == fcntl.LOCK_EX else fcntl.LOCK_SH, deadline):
+            if _acquire(gate, mode, deadline):  # exclusive for a timer, shared for a trainer
                 taken.append(gate)
                 if _acquire(cores, mode, deadline):
                     taken.append(cores)

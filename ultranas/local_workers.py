@@ -86,7 +86,7 @@ class LocalWorkers:
     """Start, watch and stop the worker processes of one search."""
 
     def __init__(self, ctx, n: int, url: str):
-        self.ctx, self.n, self.url = ctx, n, url
+        self.ctx, self.url = ctx, url
         self.local = url.startswith(("sqlite", "journal:")) or url.endswith(".log")  # no other host's workers
         cpu = ctx.cfg.device in ("cpu", "mps")
         self.devices = [ctx.cfg.device] * n if cpu else [d.strip() for d in str(ctx.cfg.device).split(",")]

@@ -185,8 +185,9 @@ class LatencyMeter:
 
     def release(self, cand) -> None:
         """Drop the design's warm runner (kept from its measurement through its comparisons); references stay."""
-        if not any(cand.design_hash == r.split(":")[0] for r in self._references):
-            self._runners.pop(f"{cand.design_hash}:{cand.imgsz}", None)
+        key = f"{cand.design_hash}:{cand.imgsz}"  # the key of both tables
+        if key not in self._references:
+            self._runners.pop(key, None)
 
 
 # -- objective ------------------------------------------------------------------------------------------------
