@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.setdefault("ULTRANAS_HOME", str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "ultranas_home"))
 os.environ["ULTRANAS_WORKERS"] = "1"  # one process per search unless a test asks for --workers (as CI's 2 cores would)
@@ -121,3 +122,34 @@ def cli_forked():
     yield run
     server.stdin.close()
     server.wait(timeout=60)
+
+
+TINY = {  # a small space for training tests: every elastic kind, parted outputs (GhostConv, ADown, C2f, C3Ghost)
+    "stem": [8, 16],
+    "P2": {"down": ["Conv", "GhostConv"], "down_width": [16, 32], "block": ["C2f", "C3k2"], "n": [1, 2],
+           "width": [16, 32]},
+    "P3": {"down": ["Conv", "ADown"], "down_width": [32, 48], "block": ["C2f", "C3k2"], "n": [1], "width": [32, 48]},
+    "P4": {"down": ["Conv"], "down_width": [48, 64], "block": ["C3k2", "C3Ghost"], "n": [1, 2], "width": [48, 64]},
+    "P5": {"down": ["Conv", "SCDown"], "down_width": [64], "block": ["C2f", "C3k2"], "n": [1], "width": [64, 96]},
+    "spp": ["SPPF"], "attention": ["none"], "attention_n": [1],
+    "N4": {"block": ["C2f-ns", "C3k2"], "n": [1], "width": [32, 48]},
+    "N3": {"block": ["C2f-ns", "C3"], "n": [1], "width": [16, 32]},
+    "N4out": {"block": ["C2f-ns"], "n": [1, 2], "width": [32, 48]},
+    "N5out": {"block": ["C2f-ns", "RepC3"], "n": [1], "width": [64, 96]},
+    "neck_down": ["Conv", "GhostConv"], "head": ["detect"],
+}
+
+
+def _last(node):
+    return {k: _last(v) for k, v in node.items()} if isinstance(node, dict) else node[-1]
+
+
+@pytest.fixture(scope="session")
+def tiny_space(tmp_path_factory) -> Path:
+    from ultranas.space._space import SPACES_DIR
+
+    spec = yaml.safe_load((SPACES_DIR / "yolo.yaml").read_text())
+    spec.update(name="tiny", decisions=TINY, points={"tiny": _last(TINY)})
+    path = tmp_path_factory.mktemp("space") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path

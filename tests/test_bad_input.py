@@ -224,6 +224,10 @@ CASES = {
     "max latency nan": (lambda t: ["search", "--max-latency", "nan"], "--max-latency"),
     "eta of one": (lambda t: ["search", "--eta", "1"], "--eta"),
     "negative rungs": (lambda t: ["search", "--halving", "--rungs=-1,1"], "--rungs"),
+    "supernet with a training-loss score": (lambda t: ["search", "--estimator", "supernet", "--score", "loss_drop"],
+                                            "scores by map or val_loss"),
+    "inherited final weights without a supernet": (lambda t: ["search", "--final-init", "supernet"],
+                                                   "needs --estimator supernet"),
     "name escaping the project": (lambda t: ["search", "--name", "../../x"], "--name"),
     "empty name": (lambda t: ["search", "--name", ""], "--name"),
     # storage

@@ -80,6 +80,9 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--references", type=_csv(), default=d.references, help="baselines the search aims under and the final "
                    "stage compares with; found_<scale>.pt for each (default yolo11n,yolo11s: those the space has)")
     p.add_argument("--final-epochs", type=int, default=d.final_epochs)
+    p.add_argument("--final-init", default=d.final_init, choices=("scratch", "supernet"), help="final retrain "
+                   "from scratch (default) or from the supernet's inherited weights, found designs and references "
+                   "alike (needs --estimator supernet)")
     p.add_argument("--final-seeds", type=_csv(int), default=d.final_seeds, help="seeds of the final retrain, e.g. "
                    "0,1,2 (each design is trained once per seed)")
     p.add_argument("--workers", type=int, default=d.workers, help="local worker processes evaluating trials in "

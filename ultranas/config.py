@@ -59,6 +59,7 @@ class SearchConfig:
     latency_lut: str | None = None  # a saved LatencyLUT JSON: its predictions replace latency measurements
     references: list[str] | None = None  # None: those of DEFAULT_REFERENCES that the space has
     final_epochs: int = 5
+    final_init: str = "scratch"  # or "supernet": final retrains start from the supernet's inherited weights
     final_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     final_workers: int = 0  # 0: one per CPU core on CPU (at most 4), 1 on a GPU
     workers: int = 0  # local search worker processes; 0: automatic (search_workers)
@@ -137,7 +138,21 @@ class SearchConfig:
 
         if self.score not in SCORES:
             raise UserError(f"unknown --score '{self.score}': choose {', '.join(SCORES)}")
-        if self.score != "map" and (self.trainer != "fast" or self.estimator != "short-train"):
+        if self.final_init not in ("scratch", "supernet"):
+            raise UserError(f"unknown --final-init '{self.final_init}': choose scratch or supernet")
+        if self.final_init == "supernet" and self.estimator != "supernet":
+            raise UserError("--final-init supernet needs --estimator supernet (the weights come from its supernet)")
+        if self.final_init == "supernet" and self.single_cls:
+            raise UserError("--final-init supernet and --single-cls conflict: the supernet learns one class, the final "
+                            "retrain all of them")
+        if self.estimator == "supernet" and "int8_drop" in self.objectives:
+            raise UserError("the int8_drop objective needs a trained model of each design: use --estimator short-train")
+        if self.estimator == "supernet":
+            if self.score not in ("map", "val_loss"):
+                raise UserError(f"--estimator supernet scores by map or val_loss, not '{self.score}'")
+            if self.halving:
+                raise UserError("--halving needs a training estimator; the supernet scores every design at once")
+        elif self.score != "map" and (self.trainer != "fast" or self.estimator != "short-train"):
             raise UserError(f"--score {self.score} needs --estimator short-train --trainer fast")
         if not self.seeds or not self.final_seeds:
             raise UserError("--seeds and --final-seeds need at least one seed each")

@@ -75,7 +75,10 @@ class SearchContext:
         self.estimator = make_estimator(cfg.estimator, self.data, epochs=cfg.epochs, imgsz=cfg.proxy_imgsz,
                                         batch=cfg.batch, device=cfg.device, seeds=tuple(cfg.seeds),
                                         fraction=cfg.fraction, single_cls=cfg.single_cls, proxy=cfg.proxy,
-                                        verbose=cfg.verbose, trainer=cfg.trainer, score=cfg.score)
+                                        verbose=cfg.verbose, trainer=cfg.trainer, score=cfg.score,
+                                        space=self.space, cache_dir=self.run_dir,
+                                        anchor=next((r for r in [*(cfg.references or []), cfg.latency_le]
+                                                     if r in self.space.points), None))
         self.estimator.keep_weights = int8 is not None
         self.halving = SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None
         self._candidates: dict[str, Candidate] = {}
@@ -86,6 +89,8 @@ class SearchContext:
         ceiling = min([ms[r] for r in self.limits] + [cfg.max_latency or math.inf])
         self.bands = reachable_bands(self.bands, ms, ceiling)  # a band above a hard latency limit gets no trials
         self._prescreen = GFLOPS_PRESCREEN * max((c.info["gflops"] for c in self.references.values()), default=0.0)
+        if hasattr(self.strategy, "prepare"):  # a strategy that searches once before proposing (darts)
+            self.strategy.prepare(self)
 
     def _band_references(self) -> list[str]:
         """The references whose latency bands the search fills (``focus=bands``): ``--references`` (the final

@@ -80,14 +80,17 @@ def train_all(ctx, designs: dict[str, tuple], need_weights: set[str]) -> dict[st
     for label, (cand, g) in designs.items():
         yaml_path = ctx.run_dir / "final" / f"{label}.yaml"
         atomic_write_text(yaml_path, ctx.space.to_yaml(g, ctx.nc))
+        init = _inherited(ctx, label, cand) if cfg.final_init == "supernet" else None
         for i, seed in enumerate(cfg.final_seeds):
             key = (f"final:{cfg.data}|{data_id}|{cand.design_hash}|{cand.imgsz}|e{cfg.final_epochs}"
-                   f"|b{cfg.batch}|f{cfg.fraction}|s{seed}")
+                   f"|b{cfg.batch}|f{cfg.fraction}|s{seed}" + (f"|init:{ctx.run_dir}" if init else ""))
             if (hit := cache.get(key, label in need_weights)) is not None:
                 results[label][i] = hit
                 continue
             args = dict(compressed_schedule(cfg.final_epochs, cfg.batch), imgsz=cand.imgsz, batch=cfg.batch,
                         device=cfg.device, seed=seed, deterministic=False, fraction=cfg.fraction)
+            if init:
+                args["pretrained"] = str(init)  # Ultralytics loads it into the model built from the YAML
             jobs.append(({"yaml": str(yaml_path), "data": str(ctx.data), "project": str(ctx.run_dir / "final"),
                           "name": f"{label}-s{seed}", "verbose": cfg.verbose, "args": args}, label, i, key))
     workers = final_workers(cfg)
@@ -101,6 +104,14 @@ def train_all(ctx, designs: dict[str, tuple], need_weights: set[str]) -> dict[st
         print(f"ultranas: final {n}/{len(jobs)}: {label} seed {job['args']['seed']}: mAP50-95 {result['map']:.4f} "
               f"({result['train_s']:.0f} s)", flush=True)
     return results
+
+
+def _inherited(ctx, label: str, cand) -> Path:
+    """The design's weights inherited from the run's supernet (batch norm re-estimated), as a checkpoint."""
+    path = ctx.run_dir / "final" / f"{label}.inherited.pt"
+    if not path.is_file():
+        ultra.save_trained(ctx.estimator.model(cand, ctx.cfg.proxy_imgsz), path)
+    return path
 
 
 def _run(jobs: list[tuple], workers: int):

@@ -46,19 +46,37 @@ def _zero_cost(data, *, proxy: str = "mae_entropy", imgsz: int, seeds=(0,), devi
     return ZeroCostEstimator(data, proxy=proxy, imgsz=imgsz, seed=seeds[0], device=device)
 
 
+def _supernet(data, *, space=None, cache_dir=None, anchor: str | None = None, score: str = "map", proxy: str = "",
+              epochs: int, imgsz: int, batch: int, device: str, seeds=(0,), fraction: float = 1.0,
+              single_cls: bool = False,
+              train_imgsz: int | None = None, verbose: bool = False, **_) -> Estimator:
+    """One-shot supernet trained once (``epochs``) at the proxy size; designs scored with inherited weights."""
+    from ._supernet import SUPERNET_SCORES, SupernetEstimator
+
+    score = proxy if proxy in SUPERNET_SCORES else score
+    if score not in SUPERNET_SCORES:
+        raise UserError(f"the supernet estimator scores by {' or '.join(SUPERNET_SCORES)}, not '{score}'")
+    return SupernetEstimator(data, epochs=epochs, imgsz=train_imgsz or imgsz, batch=batch, device=device, seeds=seeds,
+                             fraction=fraction, single_cls=single_cls, verbose=verbose, space=space,
+                             anchor=anchor, cache_dir=cache_dir, score=score)
+
+
 register_estimator("short-train", _short_train)
 register_estimator("zero-cost", _zero_cost)
+register_estimator("supernet", _supernet)
 
 
 def make_estimator(name: str, data, *, epochs: int, imgsz: int, batch: int, device: str, seeds=(0,),
                    fraction: float = 1.0, single_cls: bool = False, proxy: str = "mae_entropy",
                    verbose: bool = False, trainer: str = "ultralytics", score: str = "map",
-                   train_imgsz: int | None = None) -> Estimator:
-    """An estimator by name. Training estimators train at ``train_imgsz`` (default: each candidate's own size)."""
+                   train_imgsz: int | None = None, space=None, cache_dir=None, anchor: str | None = None) -> Estimator:
+    """An estimator by name. Training estimators train at ``train_imgsz`` (default: each candidate's own size);
+    ``space``, ``cache_dir`` (the run directory's folder for what an estimator keeps) and ``anchor`` (the search's
+    reference point) are for the supernet estimator."""
     factory = ESTIMATORS.lookup(name)
     return factory(data, epochs=epochs, imgsz=imgsz, batch=batch, device=device, seeds=tuple(seeds), fraction=fraction,
                    single_cls=single_cls, proxy=proxy, verbose=verbose, trainer=trainer, score=score,
-                   train_imgsz=train_imgsz)
+                   train_imgsz=train_imgsz, space=space, cache_dir=cache_dir, anchor=anchor)
 
 
 __all__ = ["ESTIMATORS", "SCORES", "TRAINERS", "Estimator", "Pruned", "ShortTrainEstimator", "SuccessiveHalving",

@@ -51,6 +51,20 @@ def param_groups(model: nn.Module, lr: float, momentum: float, decay: float) -> 
             {"params": biases, **common, "weight_decay": 0.0, "param_group": "bias"}]
 
 
+def set_lr(optimizer: torch.optim.Optimizer, ni: int, total: int, nw: int, lr0: float, lrf: float, momentum: float,
+           hyp) -> None:
+    """Step ``ni`` of ``total``: linear decay to ``lr0 * lrf``; during the ``nw`` warmup steps bias lr falls from
+    ``hyp.warmup_bias_lr``, the rest rise from 0, momentum rises from ``hyp.warmup_momentum``."""
+    target = lr0 * ((1 - ni / total) * (1 - lrf) + lrf)
+    for g in optimizer.param_groups:
+        if ni < nw:
+            start = hyp.warmup_bias_lr if g["param_group"] == "bias" else 0.0
+            g["lr"] = start + (target - start) * ni / nw
+            g["momentum"] = hyp.warmup_momentum + (momentum - hyp.warmup_momentum) * ni / nw
+        else:
+            g["lr"], g["momentum"] = target, momentum
+
+
 class _Run:
     """One candidate in training: model, optimizer, EMA, its CUDA stream and loss bookkeeping."""
 
@@ -119,16 +133,8 @@ class FastTrainer:
         return run
 
     def _set_lr(self, runs: list[_Run], ni: int, nb: int, nw: int) -> None:
-        """Linear decay to ``lrf`` over the run; during warmup bias lr falls from 0.1, the rest rise from 0."""
-        target = self.lr0 * ((1 - ni / (nb * self.epochs)) * (1 - self.lrf) + self.lrf)
         for run in runs:
-            for g in run.optimizer.param_groups:
-                if ni < nw:
-                    start = self.hyp.warmup_bias_lr if g["param_group"] == "bias" else 0.0
-                    g["lr"] = start + (target - start) * ni / nw
-                    g["momentum"] = self.hyp.warmup_momentum + (self.momentum - self.hyp.warmup_momentum) * ni / nw
-                else:
-                    g["lr"], g["momentum"] = target, self.momentum
+            set_lr(run.optimizer, ni, nb * self.epochs, nw, self.lr0, self.lrf, self.momentum, self.hyp)
 
     # -- training -----------------------------------------------------------------------------------------------
     def _step(self, runs: list[_Run], batch: dict) -> None:

@@ -95,7 +95,8 @@ def _proxy_estimators(specs: list[str], data, a, flag: str = "--estimators") -> 
             out[spec] = (short, key)
         elif base in ESTIMATORS and (key or base != "zero-cost"):  # zero-cost:<proxy>, or another registered one
             out[spec] = (make_estimator(base, data, epochs=a.proxy_epochs, imgsz=a.imgsz, batch=a.batch,
-                                        device=a.device, seeds=(a.seed,), proxy=key, verbose=a.verbose), "score")
+                                        device=a.device, seeds=(a.seed,), proxy=key, verbose=a.verbose,
+                                        space=a.space, anchor=a.band_point, train_imgsz=a.proxy_imgsz), "score")
         else:
             raise UserError(f"unknown {flag} '{spec}': use short-train[:map|loss_drop|val_loss|train_loss], "
                             f"zero-cost:<proxy> or one of {', '.join(ESTIMATORS)}")
@@ -114,6 +115,9 @@ def calibrate(**kwargs) -> dict:
     estimators = _proxy_estimators(names, data, a, flag)  # bad specs fail before anything is written
     designs = sample_designs(space, a.n, a.seed, a.band_samples, a.band, a.band_point, a.imgsz)  # so does a bad band
     run_dir = ultra.increment_path(Path(a.project) / a.name, mkdir=True)
+    for est, _ in estimators.values():
+        if getattr(est, "cache_dir", False) is None:  # the supernet estimator keeps its training in the run
+            est.cache_dir = run_dir
     reference = _train_estimator(data, a, a.reference_epochs)
     cache = ReferenceCache(a.reference_cache, data, a)
     rows = []

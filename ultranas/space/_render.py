@@ -19,42 +19,53 @@ def _row(frm, n: int, spec, width: int) -> list:
     return [frm, n, spec.module, spec.render_args(width)]
 
 
-def render_rows(spec: SpaceSpec, g: dict, nc: int) -> dict:
-    """Model dict (Ultralytics YAML schema) for genotype ``g``."""
+def render_rows(spec: SpaceSpec, g: dict, nc: int, roles: list | None = None) -> dict:
+    """Model dict (Ultralytics YAML schema) for genotype ``g``; ``roles`` (if given) receives one ``role:choice``
+    name per layer (``P3.block:C3k2``, ``N3.down:Conv``, ``up``, ``cat``, ``detect:e2e``), the supernet's keys."""
     v = spec.vocab
+    roles = [] if roles is None else roles
     backbone = [[-1, 1, "Conv", [g["stem"], 3, 2]]]
+    roles.append("stem:Conv")
     outputs = {}
     for s in STAGES:
         backbone.append(_row(-1, 1, v["downsample"][g[f"{s}.down"]], g[f"{s}.down_width"]))
         backbone.append(_row(-1, g[f"{s}.n"], v["blocks"][g[f"{s}.block"]], g[f"{s}.width"]))
+        roles += [f"{s}.down:{g[f'{s}.down']}", f"{s}.block:{g[f'{s}.block']}"]
         outputs[s] = len(backbone) - 1
     p5 = g["P5.width"]
     backbone.append(_row(-1, 1, v["spp"][g["spp"]], p5))
+    roles.append(f"spp:{g['spp']}")
     attention = v["attention"][g["attention"]]
     if attention.module is not None:
         backbone.append(_row(-1, g["attention_n"], attention, p5))
+        roles.append(f"attention:{g['attention']}")
     top = len(backbone) - 1
     head, base = [], len(backbone)
 
-    def add(row):
+    def add(row, role):
         head.append(row)
+        roles.append(role)
         return base + len(head) - 1
 
-    down = v["downsample"][g["neck_down"]]
+    def block(level):
+        return add(_row(-1, g[f"{level}.n"], v["blocks"][g[f"{level}.block"]], g[f"{level}.width"]),
+                   f"{level}.block:{g[f'{level}.block']}")
+
+    down, nd = v["downsample"][g["neck_down"]], g["neck_down"]
     up = ["nn.Upsample", [None, 2, "nearest"]]
-    add([-1, 1, *up])
-    add([[-1, outputs["P4"]], 1, "Concat", [1]])
-    n4 = add(_row(-1, g["N4.n"], v["blocks"][g["N4.block"]], g["N4.width"]))
-    add([-1, 1, *up])
-    add([[-1, outputs["P3"]], 1, "Concat", [1]])
-    n3 = add(_row(-1, g["N3.n"], v["blocks"][g["N3.block"]], g["N3.width"]))
-    add(_row(-1, 1, down, g["N3.width"]))
-    add([[-1, n4], 1, "Concat", [1]])
-    n4o = add(_row(-1, g["N4out.n"], v["blocks"][g["N4out.block"]], g["N4out.width"]))
-    add(_row(-1, 1, down, g["N4out.width"]))
-    add([[-1, top], 1, "Concat", [1]])
-    n5o = add(_row(-1, g["N5out.n"], v["blocks"][g["N5out.block"]], g["N5out.width"]))
-    add([[n3, n4o, n5o], 1, "Detect", [nc]])
+    add([-1, 1, *up], "up")
+    add([[-1, outputs["P4"]], 1, "Concat", [1]], "cat")
+    n4 = block("N4")
+    add([-1, 1, *up], "up")
+    add([[-1, outputs["P3"]], 1, "Concat", [1]], "cat")
+    n3 = block("N3")
+    add(_row(-1, 1, down, g["N3.width"]), f"N3.down:{nd}")
+    add([[-1, n4], 1, "Concat", [1]], "cat")
+    n4o = block("N4out")
+    add(_row(-1, 1, down, g["N4out.width"]), f"N4out.down:{nd}")
+    add([[-1, top], 1, "Concat", [1]], "cat")
+    n5o = block("N5out")
+    add([[n3, n4o, n5o], 1, "Detect", [nc]], f"detect:{g['head']}")
     headcfg = spec.heads[g["head"]]
     return {
         "nc": nc, "scale": "n", "scales": dict(IDENTITY_SCALE),

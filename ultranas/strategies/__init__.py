@@ -1,4 +1,5 @@
-"""Search strategies, by name: random, evolution (aging), tpe, nsga2 (optuna samplers), rl (REINFORCE).
+"""Search strategies, by name: random, evolution (aging), tpe, nsga2 (optuna samplers), rl (REINFORCE), darts
+(gradient-based block choice, then local search).
 
 Register a new one with :func:`register_strategy` (a ``Strategy`` subclass with a unique ``name``); the CLI's
 ``--strategy`` choices are read from this registry.
@@ -6,6 +7,7 @@ Register a new one with :func:`register_strategy` (a ``Strategy`` subclass with 
 
 from ..errors import UserError
 from ._base import Strategy, pareto_fitness
+from ._darts import DartsStrategy
 from ._evolution import EvolutionStrategy
 from ._optuna import NSGA2Strategy, RandomStrategy, TPEStrategy
 from ._reinforce import ReinforceStrategy
@@ -21,7 +23,7 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-for _cls in (RandomStrategy, EvolutionStrategy, NSGA2Strategy, TPEStrategy, ReinforceStrategy):
+for _cls in (RandomStrategy, EvolutionStrategy, NSGA2Strategy, TPEStrategy, ReinforceStrategy, DartsStrategy):
     register_strategy(_cls)
 
 
