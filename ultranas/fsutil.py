@@ -96,12 +96,18 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def ask_lock(run_dir: str | Path):
-    """Held by a worker process of this host while it proposes, takes (``study.ask``) and names its next trial:
-    optuna's claim of a queued trial is not atomic on SQLite, and two workers must not take the same one."""
-    fd = os.open(Path(run_dir) / ".ask.lock", os.O_RDWR | os.O_CREAT, 0o644)
+def file_lock(path: str | Path):
+    """An exclusive ``flock`` on ``path`` (created, with its folder), waited for and held for the block."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def ask_lock(run_dir: str | Path):
+    """Held by a worker process of this host while it proposes, takes (``study.ask``) and names its next trial:
+    optuna's claim of a queued trial is not atomic on SQLite, and two workers must not take the same one."""
+    return file_lock(Path(run_dir) / ".ask.lock")

@@ -48,8 +48,7 @@ def _zero_cost(data, *, proxy: str = "mae_entropy", imgsz: int, seeds=(0,), devi
 
 def _supernet(data, *, space=None, cache_dir=None, anchor: str | None = None, score: str = "map", proxy: str = "",
               epochs: int, imgsz: int, batch: int, device: str, seeds=(0,), fraction: float = 1.0,
-              single_cls: bool = False,
-              train_imgsz: int | None = None, verbose: bool = False, **_) -> Estimator:
+              single_cls: bool = False, train_imgsz: int | None = None, verbose: bool = False, **_) -> Estimator:
     """One-shot supernet trained once (``epochs``) at the proxy size; designs scored with inherited weights."""
     from ._supernet import SUPERNET_SCORES, SupernetEstimator
 

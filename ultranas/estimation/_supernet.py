@@ -9,9 +9,6 @@ validator and the detection loss are run on the val split (``map`` or ``val_loss
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import random
 import time
 from pathlib import Path
@@ -19,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .. import ultra
+from ..fsutil import file_lock
 from ..objectives._base import Candidate
 from ._base import TrainingEstimator, signed_score
 from ._device_data import DeviceDataset
@@ -26,18 +24,6 @@ from ._fast_train import FastTrainer
 from ._torch import torch_device
 
 SUPERNET_SCORES = ("map", "val_loss")
-
-
-@contextlib.contextmanager
-def _exclusive(path: Path):
-    """An exclusive ``flock`` on ``path`` (one process of a run trains the supernet; the others wait for it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 class SupernetEstimator(TrainingEstimator):
@@ -91,7 +77,7 @@ class SupernetEstimator(TrainingEstimator):
         folder = Path(self.cache_dir or "runs/supernet") / f"supernet-{imgsz}px"
         trainer = SupernetTrainer(net, train, self.epochs, self.batch, self.seeds[0], checkpoint=folder / "supernet.pt",
                                   **self.trainer_kwargs)
-        with _exclusive(folder / ".train.lock"):
+        with file_lock(folder / ".train.lock"):  # one process of the run trains it; the others wait
             t0 = time.perf_counter()
             record = trainer.train()  # loads and returns at once when an earlier process finished it
             self.trained_s = time.perf_counter() - t0

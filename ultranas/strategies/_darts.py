@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 
-from ..fsutil import atomic_write_json
+from ..fsutil import atomic_write_json, file_lock
 from ._evolution import EvolutionStrategy
 
 
@@ -27,12 +27,11 @@ class DartsStrategy(EvolutionStrategy):
 
     def prepare(self, ctx) -> dict:
         """Run (or load) the relaxed search for this run; ``ctx`` is the search's engine context."""
-        from ..estimation._supernet import _exclusive
         from ..objectives._lut import LatencyLUT
         from ..supernet._darts import DartsSearch
 
         cfg, folder = ctx.cfg, ctx.run_dir / "darts"
-        with _exclusive(folder / ".lock"):
+        with file_lock(folder / ".lock"):
             if (folder / "darts.json").is_file():
                 self.result = json.loads((folder / "darts.json").read_text())
                 return self.result

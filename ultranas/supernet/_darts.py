@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import torch
 from torch import nn
@@ -64,6 +65,7 @@ class DartsSearch:
                 fits = [c for c in space.decisions[d] if width % blocks[c].width_multiple == 0]
                 if len(fits) > 1:
                     self.positions[d] = fits
+        self.layer = self._layer_of()  # decision -> its layer index in the rendered model
         self.latency = self._block_latencies()
 
     def _variant(self, k: int) -> dict:
@@ -76,7 +78,7 @@ class DartsSearch:
 
     def _block_latencies(self) -> dict[str, list[float]]:
         """ms of each candidate block at each position, from the latency table (one design per choice index)."""
-        layer, out = self._layer_of(), {d: [0.0] * len(c) for d, c in self.positions.items()}
+        layer, out = self.layer, {d: [0.0] * len(c) for d, c in self.positions.items()}
         for k in range(max(map(len, self.positions.values()), default=0)):
             times = self.lut.layer_times(self.space.render(self._variant(k), self.nc))
             for d, choices in self.positions.items():
@@ -87,7 +89,7 @@ class DartsSearch:
     def build(self) -> nn.Module:
         """The anchor's model with a :class:`MixedBlock` at every searched position."""
         model = ultra.build_model(self.space.render(self.anchor, self.nc), nc=self.nc)
-        layer = self._layer_of()
+        layer = self.layer
         variants = [ultra.build_model(self.space.render(self._variant(k), self.nc), nc=self.nc)
                     for k in range(max(map(len, self.positions.values()), default=0))]
         for d, choices in self.positions.items():
@@ -96,13 +98,13 @@ class DartsSearch:
         return model
 
     def expected_latency(self, model: nn.Module) -> torch.Tensor:
-        layer = self._layer_of()
+        layer = self.layer
         return sum((model.model[layer[d]].alpha.softmax(0) * torch.tensor(ms, device=model.model[layer[d]].alpha.device))
                    .sum() for d, ms in self.latency.items())
 
     def genotype(self, model: nn.Module) -> dict:
         """Argmax alpha per position; then, under a latency limit, the least-preferred moves to faster blocks."""
-        layer = self._layer_of()
+        layer = self.layer
         alpha = {d: model.model[layer[d]].alpha.detach().softmax(0).tolist() for d in self.positions}
         g = {**self.anchor, **{d: c[max(range(len(c)), key=alpha[d].__getitem__)] for d, c in self.positions.items()}}
         while self.latency_limit_ms is not None and self.lut.predict(self.space.render(g, self.nc)) > \
@@ -114,8 +116,6 @@ class DartsSearch:
                     if ms[j] < ms[k]:
                         moves.append((alpha[d][k] - alpha[d][j], -(ms[k] - ms[j]), d, choices[j]))
             if not moves:
-                import warnings
-
                 warnings.warn(f"DARTS: no faster block left; the design stays over the {self.latency_limit_ms:.3f} ms "
                               "limit", stacklevel=2)
                 break
@@ -164,7 +164,7 @@ class DartsSearch:
             ultra.epoch_end(model)
         if bar is not None:
             bar.close()
-        layer = self._layer_of()
+        layer = self.layer
         return {"genotype": self.genotype(model), "train_s": round(time.perf_counter() - t0, 1),
                 "alpha": {d: [round(v, 4) for v in model.model[layer[d]].alpha.detach().softmax(0).tolist()]
                           for d in self.positions},
