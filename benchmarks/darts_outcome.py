@@ -32,6 +32,9 @@ def main() -> None:
     p.add_argument("--tolerance", type=float, default=0.05)
     p.add_argument("--imgsz", type=int, default=192, help="deploy size of the latency table")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--arch-lr", type=float, default=3e-2, help="Adam learning rate of the architecture weights")
+    p.add_argument("--others-from", default=None, help="retrain only DARTS' design; take the random designs and "
+                   "yolo11n (same fidelity and seeds) from an earlier output of this script")
     p.add_argument("--out", default=str(RESULTS / "darts_outcome_cards_cpu.json"))
     a = p.parse_args()
 
@@ -46,7 +49,7 @@ def main() -> None:
     lut = LatencyLUT("onnxruntime-cpu", a.imgsz)
     search = DartsSearch(space, anchor, nc, lut, penalty=1.0, limit=anchor)
     t0 = time.perf_counter()
-    darts = search.run(data, 64, a.epochs, 16)
+    darts = search.run(data, 64, a.epochs, 16, arch_lr=a.arch_lr)
     darts_s = time.perf_counter() - t0
     g_darts = darts["genotype"]
 
@@ -54,12 +57,16 @@ def main() -> None:
         return lut.predict(space.render(g, nc))
 
     target, rng, randoms, tries = ms(g_darts), random.Random(0), [], 0
-    while len(randoms) < a.randoms and tries < 5000:
+    earlier = json.loads(Path(a.others_from).read_text()) if a.others_from else None
+    while not earlier and len(randoms) < a.randoms and tries < 5000:
         tries += 1
         g = {**anchor, **{d: rng.choice(c) for d, c in search.positions.items()}}
         if g != g_darts and g not in randoms and abs(ms(g) / target - 1) <= a.tolerance:
             randoms.append(g)
     designs = {"darts": g_darts, **{f"random{i}": g for i, g in enumerate(randoms)}, "yolo11n": anchor}
+    if earlier:  # the other designs as the earlier run trained them (same fidelity and seeds)
+        randoms = [{**anchor, **r["blocks"]} for n, r in earlier["designs"].items() if n.startswith("random")]
+        designs = {"darts": g_darts}
     seeds = [int(s) for s in a.seeds.split(",")]
     runs = {name: [] for name in designs}
     t0 = time.perf_counter()
@@ -72,9 +79,11 @@ def main() -> None:
     rows = {name: {"blocks": {d: g[d] for d in search.positions}, "lut_ms": round(ms(g), 3), "map_runs": runs[name],
                    "map_mean": round(float(np.mean(runs[name])), 4), "map_sd": round(float(np.std(runs[name], ddof=1)), 4)}
             for name, g in designs.items()}
+    if earlier:
+        rows.update({n: r for n, r in earlier["designs"].items() if n != "darts"})
     rand_means = [rows[f"random{i}"]["map_mean"] for i in range(len(randoms))]
     pooled_sd = float(np.sqrt(np.mean([r["map_sd"] ** 2 for r in rows.values()])))
-    out = {"data": a.data, "anchor": "yolo11n", "darts": {k: v for k, v in darts.items() if k != "genotype"},
+    out = {"data": a.data, "anchor": "yolo11n", "arch_lr": a.arch_lr, "others_from": a.others_from, "darts": {k: v for k, v in darts.items() if k != "genotype"},
            "darts_epochs": a.epochs, "darts_imgsz": 64, "darts_s": round(darts_s, 1), "latency_table": lut.target,
            "latency_imgsz": a.imgsz, "retrain": "fast trainer, 128 px, 16 epochs, batch 16", "seeds": seeds,
            "retrain_s": round(retrain_s, 1), "random_tries": tries, "designs": rows,

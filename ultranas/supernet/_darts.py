@@ -124,7 +124,7 @@ class DartsSearch:
         return g
 
     def run(self, data: str, imgsz: int, epochs: int, batch: int, device: str = "cpu", seed: int = 0,
-            arch_lr: float = 3e-3, progress: bool = True) -> dict:
+            arch_lr: float = 3e-2, progress: bool = True) -> dict:
         """Search on ``data``'s training split (halves: weights / architecture); returns ``genotype``,
         ``alpha`` (softmax per position), ``block_ms``, ``expected_ms`` and ``train_s``."""
         torch.manual_seed(seed)
