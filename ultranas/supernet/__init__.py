@@ -2,5 +2,6 @@
 
 from ._layout import NotShareable
 from ._supernet import Supernet, load_inherited, recalibrate_bn
+from ._train import SupernetTrainer, load_trained
 
-__all__ = ["NotShareable", "Supernet", "load_inherited", "recalibrate_bn"]
+__all__ = ["NotShareable", "Supernet", "SupernetTrainer", "load_inherited", "load_trained", "recalibrate_bn"]
