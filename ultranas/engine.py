@@ -72,13 +72,13 @@ class SearchContext:
         self.directions = [o.direction for o in self.objectives]
         self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed)
         self.study.sampler = self.strategy.sampler()
+        # the design a weight-sharing estimator or DARTS centres on: the first reference (or limit) of the space
+        self.anchor = next((r for r in [*(cfg.references or []), cfg.latency_le] if r in self.space.points), None)
         self.estimator = make_estimator(cfg.estimator, self.data, epochs=cfg.epochs, imgsz=cfg.proxy_imgsz,
                                         batch=cfg.batch, device=cfg.device, seeds=tuple(cfg.seeds),
                                         fraction=cfg.fraction, single_cls=cfg.single_cls, proxy=cfg.proxy,
                                         verbose=cfg.verbose, trainer=cfg.trainer, score=cfg.score,
-                                        space=self.space, cache_dir=self.run_dir,
-                                        anchor=next((r for r in [*(cfg.references or []), cfg.latency_le]
-                                                     if r in self.space.points), None))
+                                        space=self.space, cache_dir=self.run_dir, anchor=self.anchor)
         self.estimator.keep_weights = int8 is not None
         self.halving = SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None
         self._candidates: dict[str, Candidate] = {}

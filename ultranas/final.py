@@ -110,7 +110,7 @@ def _inherited(ctx, label: str, cand) -> Path:
     """The design's weights inherited from the run's supernet (batch norm re-estimated), as a checkpoint."""
     path = ctx.run_dir / "final" / f"{label}.inherited.pt"
     if not path.is_file():
-        ultra.save_trained(ctx.estimator.model(cand, ctx.cfg.proxy_imgsz), path)
+        ultra.save_trained(ctx.estimator.model(cand), path)
     return path
 
 

@@ -103,6 +103,11 @@ class DeviceAugment:
         self.data, self.gen = data, generator
         self.hsv, self.translate, self.scale, self.fliplr = (hsv_h, hsv_s, hsv_v), translate, scale, fliplr
 
+    @classmethod
+    def from_hyp(cls, data: DeviceDataset, generator: torch.Generator, hyp) -> DeviceAugment:
+        """The augmentation Ultralytics' hyper-parameters ``hyp`` describe (hsv, translate, scale, fliplr)."""
+        return cls(data, generator, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, hyp.translate, hyp.scale, hyp.fliplr)
+
     def _rand(self, *shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=self.gen, device=self.data.device)
 

@@ -65,6 +65,19 @@ def set_lr(optimizer: torch.optim.Optimizer, ni: int, total: int, nw: int, lr0: 
             g["lr"], g["momentum"] = target, momentum
 
 
+def schedule_steps(n_images: int, batch: int, epochs: int) -> tuple[int, int, int]:
+    """(batches per epoch, warmup steps, epochs with mosaic open) of :func:`compressed_schedule` over ``n_images``;
+    a 1-image tail batch is dropped (it would break BatchNorm)."""
+    sched = compressed_schedule(epochs, batch)
+    nb = math.ceil(n_images / batch) - (n_images % batch == 1)
+    return nb, warmup_steps(sched, epochs, nb), epochs - sched["close_mosaic"]
+
+
+def warmup_steps(sched: dict, epochs: int, nb: int) -> int:
+    """Warmup steps of a ``compressed_schedule`` with ``nb`` batches per epoch (never the whole run)."""
+    return round(min(sched["warmup_epochs"], max(epochs - 1, 0)) * nb)
+
+
 class _Run:
     """One candidate in training: model, optimizer, EMA, its CUDA stream and loss bookkeeping."""
 
@@ -110,9 +123,7 @@ class FastTrainer:
         else:
             self.data = DeviceDataset(data, imgsz, self.device, "train", fraction, single_cls)
         self.imgsz, self.epochs, self.batch, self.seed = int(imgsz), int(epochs), int(batch), int(seed)
-        sched = compressed_schedule(self.epochs, self.batch)
         self.lr0, self.lrf, self.momentum, self.weight_decay = lr0, lrf, momentum, weight_decay
-        self.warmup_epochs, self.close_mosaic = sched["warmup_epochs"], sched["close_mosaic"]
         self.mosaic, self.amp, self.compile = mosaic, bf16_supported(self.device) if amp is None else amp, compile
         self.val_batch, self.verbose, self._val_data = val_batch or 2 * self.batch, verbose, val_data
         self.hyp = ultra.hyperparameters(epochs=self.epochs, imgsz=self.imgsz, batch=self.batch, lr0=lr0, lrf=lrf,
@@ -203,17 +214,15 @@ class FastTrainer:
         at_init = [self.val_loss(run.ema.ema) for run in runs]  # the same for every design of one head type
         init_s = (time.perf_counter() - t0) / len(runs)
         gen = torch.Generator(device=self.device).manual_seed(self.seed)
-        augment = DeviceAugment(self.data, gen, self.hyp.hsv_h, self.hyp.hsv_s, self.hyp.hsv_v, self.hyp.translate,
-                                self.hyp.scale, self.hyp.fliplr)
+        augment = DeviceAugment.from_hyp(self.data, gen, self.hyp)
         n = len(self.data)
-        nb = math.ceil(n / self.batch) - (n % self.batch == 1)  # a 1-image tail batch would break BatchNorm
-        nw = round(min(self.warmup_epochs, max(self.epochs - 1, 0)) * nb)
+        nb, nw, mosaic_epochs = schedule_steps(n, self.batch, self.epochs)
         seen, ni = 0, 0
         if cuda:
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
         for epoch in range(self.epochs):
-            mosaic = self.mosaic if epoch < self.epochs - self.close_mosaic else 0.0
+            mosaic = self.mosaic if epoch < mosaic_epochs else 0.0
             order = torch.randperm(n, generator=gen, device=self.device)
             for i in range(nb):
                 self._set_lr(runs, ni, nb, nw)

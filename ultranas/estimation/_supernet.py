@@ -55,6 +55,7 @@ class SupernetEstimator(TrainingEstimator):
         self.anchor, self.cache_dir, self.score, self.calib_batches = anchor, cache_dir, score, calib_batches
         self.device = torch_device(self.device)
         self.supernet, self._data, self._record, self.trained_s = None, {}, None, 0.0
+        self._calib, self._judges = {}, {}  # per size: the batch-norm batches; the validator's FastTrainer
 
     def dataset(self, imgsz: int, split: str) -> DeviceDataset:
         if (imgsz, split) not in self._data:
@@ -91,13 +92,13 @@ class SupernetEstimator(TrainingEstimator):
 
         imgsz = imgsz or self.imgsz or candidate.proxy_imgsz
         self.ensure_trained(imgsz)
-        model = self.supernet.extract(candidate.genotype)
-        train = self.dataset(imgsz, "train")
-        g = torch.Generator(device=self.device).manual_seed(self.seeds[0])
-        order = torch.randperm(len(train), generator=g, device=self.device)
-        batches = [train.batch(order[i * self.batch:(i + 1) * self.batch])["img"]
-                   for i in range(min(self.calib_batches, len(train) // self.batch or 1))]
-        return recalibrate_bn(model, batches)
+        if imgsz not in self._calib:  # the same batches for every design
+            train = self.dataset(imgsz, "train")
+            g = torch.Generator(device=self.device).manual_seed(self.seeds[0])
+            order = torch.randperm(len(train), generator=g, device=self.device)
+            self._calib[imgsz] = [train.batch(order[i * self.batch:(i + 1) * self.batch])["img"]
+                                  for i in range(min(self.calib_batches, len(train) // self.batch or 1))]
+        return recalibrate_bn(self.supernet.extract(candidate.genotype), self._calib[imgsz])
 
     def estimate(self, candidate: Candidate, fidelity: float = 1.0) -> dict:
         imgsz = self.imgsz or candidate.proxy_imgsz
@@ -105,8 +106,10 @@ class SupernetEstimator(TrainingEstimator):
         model = self.model(candidate, imgsz)
         bn_s = time.perf_counter() - t0 - (self.trained_s - before)
         train = self.dataset(imgsz, "train")
-        judge = FastTrainer(train, imgsz, 1, self.batch, self.device, verbose=self.verbose,
-                            val_data=self.dataset(imgsz, "val"))
+        if imgsz not in self._judges:  # validation and the val loss, as the fast trainer computes them
+            self._judges[imgsz] = FastTrainer(train, imgsz, 1, self.batch, self.device, verbose=self.verbose,
+                                              val_data=self.dataset(imgsz, "val"))
+        judge = self._judges[imgsz]
         model = ultra.prepare_for_training(model, train.nc, train.names, judge.hyp)
         t1 = time.perf_counter()
         res = {**judge.validate(model), "val_loss": judge.val_loss(model)}

@@ -36,15 +36,15 @@ class DartsStrategy(EvolutionStrategy):
                 self.result = json.loads((folder / "darts.json").read_text())
                 return self.result
             lut = LatencyLUT.load(cfg.latency_lut) if cfg.latency_lut else LatencyLUT(cfg.latency_target, cfg.imgsz)
-            refs = ctx._band_references() or list(cfg.references)
-            anchor = self.space.point(refs[0]) if refs else self.space.sample(random.Random(self.seed))
-            limit = self.space.point(cfg.latency_le) if cfg.latency_le else anchor if refs else None
+            name = ctx.anchor
+            anchor = self.space.point(name) if name else self.space.sample(random.Random(self.seed))
+            limit = self.space.point(cfg.latency_le) if cfg.latency_le else anchor if name else None
             search = DartsSearch(self.space, anchor, ctx.nc, lut, penalty=self.penalty, limit=limit)
-            where = refs[0] if refs else "a random design"
+            where = name or "a random design"
             print(f"ultranas: darts: {len(search.positions)} block positions around {where}, {cfg.epochs} epochs at "
                   f"{cfg.proxy_imgsz} px", flush=True)
             self.result = search.run(str(ctx.data), cfg.proxy_imgsz, cfg.epochs, cfg.batch, cfg.device, cfg.seed)
-            self.result["anchor"] = refs[0] if refs else None
+            self.result["anchor"] = name
             atomic_write_json(folder / "darts.json", self.result)
         return self.result
 

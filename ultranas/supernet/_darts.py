@@ -22,7 +22,7 @@ from torch import nn
 
 from .. import cores, ultra
 from ..estimation._device_data import DeviceAugment, DeviceDataset
-from ..estimation._fast_train import param_groups, set_lr
+from ..estimation._fast_train import param_groups, set_lr, warmup_steps
 from ..estimation._short_train import compressed_schedule
 from ..space import SearchSpace
 from ..space._render import render_rows
@@ -139,12 +139,12 @@ class DartsSearch:
             p.requires_grad_(True)
         a_opt = torch.optim.Adam(arch, lr=arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
         gen = torch.Generator(device=ds.device).manual_seed(seed)
-        augment = DeviceAugment(ds, gen, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, hyp.translate, hyp.scale, hyp.fliplr)
+        augment = DeviceAugment.from_hyp(ds, gen, hyp)
         perm = torch.randperm(len(ds), generator=gen, device=ds.device)
         halves = perm[: len(ds) // 2], perm[len(ds) // 2:]
         nb = max(1, len(halves[0]) // batch)
         sched = compressed_schedule(epochs, batch)
-        nw, base = round(min(sched["warmup_epochs"], max(epochs - 1, 0)) * nb), self._anchor_ms()
+        nw, base = warmup_steps(sched, epochs, nb), self._anchor_ms()
         bar = None
         if progress:
             from tqdm import tqdm

@@ -20,8 +20,7 @@ import torch.nn.functional as F
 
 from .. import cores, ultra
 from ..estimation._device_data import DeviceAugment, DeviceDataset
-from ..estimation._fast_train import param_groups, set_lr
-from ..estimation._short_train import compressed_schedule
+from ..estimation._fast_train import param_groups, schedule_steps, set_lr
 from ..fsutil import atomic_torch_save
 from ._layout import NotShareable
 from ._supernet import Supernet
@@ -120,12 +119,9 @@ class SupernetTrainer:
         optimizer = torch.optim.SGD(param_groups(net.store, self.lr0, self.momentum, self.weight_decay))
         gen = torch.Generator(device=dev).manual_seed(self.seed)
         start, losses, train_s = self._resume(optimizer, gen)
-        sched = compressed_schedule(self.epochs, self.batch)
-        augment = DeviceAugment(self.data, gen, self.hyp.hsv_h, self.hyp.hsv_s, self.hyp.hsv_v, self.hyp.translate,
-                                self.hyp.scale, self.hyp.fliplr)
+        augment = DeviceAugment.from_hyp(self.data, gen, self.hyp)
         n = len(self.data)
-        nb = math.ceil(n / self.batch) - (n % self.batch == 1)
-        nw = round(min(sched["warmup_epochs"], max(self.epochs - 1, 0)) * nb)
+        nb, nw, mosaic_epochs = schedule_steps(n, self.batch, self.epochs)
         bar = None
         if self.progress and start < self.epochs:
             from tqdm import tqdm
@@ -133,7 +129,7 @@ class SupernetTrainer:
             bar = tqdm(total=self.epochs * nb, initial=start * nb, desc="supernet", unit="step", leave=False)
         for epoch in range(start, self.epochs):
             t0, rng, epoch_loss = time.perf_counter(), random.Random(f"{self.seed}:{epoch}"), 0.0
-            mosaic = self.mosaic if epoch < self.epochs - sched["close_mosaic"] else 0.0
+            mosaic = self.mosaic if epoch < mosaic_epochs else 0.0
             order = torch.randperm(n, generator=gen, device=dev)
             for i in range(nb):
                 set_lr(optimizer, epoch * nb + i, nb * self.epochs, nw, self.lr0, self.lrf, self.momentum, self.hyp)
