@@ -70,7 +70,7 @@ def search_flags(a, strategy: str, project: Path) -> list:
             "--band-floor", a.band_floor,
             "--rerank", a.rerank, "--rerank-epochs", a.rerank_epochs, "--rerank-imgsz", a.rerank_imgsz,
             "--final-epochs", a.final_epochs, "--final-seeds", a.final_seeds, "--final-cache",
-            project / "final_cache.jsonl", "--no-final", "--project", project, "--name", strategy]
+            project / "final_cache.jsonl", "--no-final", "--workers", 1, "--project", project, "--name", strategy]
 
 
 def run_searches(a, project: Path) -> dict:
