@@ -1,7 +1,7 @@
 """Could a learned predictor steer the search? Held-out Kendall tau of predictors fitted on a search's own trials.
 
 Reads the finished trials of ``benchmarks/search_outcome.py`` runs (both strategies pooled), featurizes each design's
-genotype (one-hot categorical decisions + numeric ones + log params) and reports, over repeated 5-fold cross-validation,
+genotype (numeric decisions as numbers, every decision one-hot, log params) and reports, over repeated 5-fold cross-validation,
 the tau between each predictor's held-out prediction and the trial's search score, beside one-feature baselines
 (params, latency). No training happens here: it costs seconds.
 
@@ -18,22 +18,25 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def trials(run_dir: Path) -> list[tuple[dict, float, float, float]]:
-    """(genotype, search score, params, latency ms) of every counted finished trial of both strategies."""
+    """(genotype, search score, params, latency ms, strategy) of every counted finished trial of both strategies; a
+    design both trained (the hand-designed points) once, so it is never in a training and a test fold at once."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    rows = []
+    rows, seen = [], set()
     for strategy in ("evolution", "random"):
         study = optuna.load_study(study_name=strategy, storage=f"sqlite:///{run_dir / strategy / 'study.db'}")
         for t in study.get_trials(deepcopy=False):
-            if t.state.name == "COMPLETE" and not t.user_attrs.get("uncounted") and "genotype" in t.user_attrs:
+            if t.state.name == "COMPLETE" and not t.user_attrs.get("uncounted") and "genotype" in t.user_attrs \
+                    and t.user_attrs.get("hash") not in seen:
+                seen.add(t.user_attrs.get("hash"))
                 info = t.user_attrs["info"]
                 rows.append((t.user_attrs["genotype"], t.user_attrs["metrics"]["score"], info["params"],
-                             info["latency"]["median_ms"]))
+                             info["latency"]["median_ms"], strategy))
     return rows
 
 
@@ -41,7 +44,7 @@ def featurize(rows) -> np.ndarray:
     keys = sorted({k for g, *_ in rows for k in g})
     levels = {k: sorted({str(g.get(k)) for g, *_ in rows}) for k in keys}
     out = []
-    for g, _, params, _ in rows:
+    for g, _, params, *_ in rows:
         x = []
         for k in keys:
             v = g.get(k)
@@ -75,7 +78,7 @@ def held_out_tau(rows, repeats: int = 3) -> dict:
                 taus[name].append(kendalltau(make().fit(X[train], y[train]).predict(X[test]), y[test])[0])
             taus["params"].append(kendalltau(params[test], y[test])[0])
             taus["latency"].append(kendalltau(latency[test], y[test])[0])
-    return {name: {"tau_mean": round(float(np.mean(v)), 3), "tau_sd_over_folds": round(float(np.std(v)), 3)}
+    return {name: {"tau_mean": round(float(np.nanmean(v)), 3), "tau_sd_over_folds": round(float(np.nanstd(v)), 3)}
             for name, v in taus.items()}
 
 
@@ -90,7 +93,9 @@ def main() -> None:
         cfg = yaml.safe_load((run / "evolution" / "args.yaml").read_text())
         score = f"{cfg['estimator']}, {cfg['trainer']} trainer, {cfg['proxy_imgsz']} px, {cfg['epochs']} epochs, " \
                 f"score {cfg['score']}"
-        result["runs"][run.name] = {"trials": len(rows), "search_score": score, **held_out_tau(rows)}
+        evolution = [r for r in rows if r[4] == "evolution"]
+        result["runs"][run.name] = {"designs": len(rows), "search_score": score, **held_out_tau(rows),
+                                    "evolution_only": {"designs": len(evolution), **held_out_tau(evolution)}}
     Path(a.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
 
