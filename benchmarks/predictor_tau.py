@@ -71,13 +71,14 @@ def held_out_tau(rows, repeats: int = 3) -> dict:
 
     X, y = featurize(rows), np.array([r[1] for r in rows])
     params, latency = np.array([r[2] for r in rows]), np.array([r[3] for r in rows])
-    taus: dict[str, list[float]] = {name: [] for name in [*predictors(), "params", "latency"]}
+    models = predictors()
+    taus: dict[str, list[float]] = {name: [] for name in [*models, "params", "latency"]}
     for rep in range(repeats):
         for train, test in KFold(5, shuffle=True, random_state=rep).split(X):
-            for name, make in predictors().items():
-                taus[name].append(kendalltau(make().fit(X[train], y[train]).predict(X[test]), y[test])[0])
-            taus["params"].append(kendalltau(params[test], y[test])[0])
-            taus["latency"].append(kendalltau(latency[test], y[test])[0])
+            for name, make in models.items():
+                taus[name].append(kendalltau(make().fit(X[train], y[train]).predict(X[test]), y[test]).statistic)
+            taus["params"].append(kendalltau(params[test], y[test]).statistic)
+            taus["latency"].append(kendalltau(latency[test], y[test]).statistic)
     return {name: {"tau_mean": round(float(np.nanmean(v)), 3), "tau_sd_over_folds": round(float(np.nanstd(v)), 3)}
             for name, v in taus.items()}
 
