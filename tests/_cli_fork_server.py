@@ -3,7 +3,7 @@
 The server imports the CLI and everything it loads (torch, ultralytics, optuna) once, runs no tensor op, then for
 each request (a JSON line: args, cwd) forks a child that runs ``ultranas.cli.entrypoint`` exactly as
 ``python -m ultranas`` does: its own process, working directory, stdout, stderr and exit code. It answers a JSON
-line (rc, stdout, stderr). Used by the bad-input suite (100+ command lines, each ~2 s of imports otherwise).
+line (rc, stdout, stderr, peak_mb). Used by the bad-input suite (100+ command lines, each ~2 s of imports otherwise).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import ultranas.engine  # noqa: F401
 import ultranas.model  # noqa: F401
 
 
-def run(args: list[str], cwd: str, timeout: float, scratch: str) -> dict:
+def run(args: list[str], cwd: str, timeout: float, scratch: str, mem_mb: float | None = None) -> dict:
+    """One command line in a forked child; killed past ``timeout`` s or when its resident memory grows more than
+    ``mem_mb`` over the server's (polled every 10 ms; ``peak_mb`` in the answer is the growth seen)."""
     out, err = os.path.join(scratch, "stdout"), os.path.join(scratch, "stderr")
     pid = os.fork()
     if pid == 0:  # the child: a fresh process image in all that matters to the CLI
@@ -43,18 +45,29 @@ def run(args: list[str], cwd: str, timeout: float, scratch: str) -> dict:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-    deadline = time.time() + timeout
+    deadline, base, peak = time.time() + timeout, _rss_mb(os.getpid()), 0.0
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
-        if time.time() > deadline:
+        peak = max(peak, _rss_mb(pid) - base)
+        if time.time() > deadline or (mem_mb and peak > mem_mb):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            return {"rc": None, "stdout": "", "stderr": f"timed out after {timeout} s"}
-        time.sleep(0.02)
+            why = f"timed out after {timeout} s" if time.time() > deadline else f"memory grew over {mem_mb} MB"
+            return {"rc": None, "stdout": "", "stderr": why, "peak_mb": peak}
+        time.sleep(0.01)
     with open(out) as f_out, open(err) as f_err:
-        return {"rc": os.waitstatus_to_exitcode(status), "stdout": f_out.read(), "stderr": f_err.read()}
+        return {"rc": os.waitstatus_to_exitcode(status), "stdout": f_out.read(), "stderr": f_err.read(), "peak_mb": peak}
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (0 once it has exited); a forked child starts at its parent's."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def main() -> None:
@@ -64,7 +77,7 @@ def main() -> None:
         print(json.dumps({"ready": True}), file=channel, flush=True)
         for line in sys.stdin:
             req = json.loads(line)
-            print(json.dumps(run(req["args"], req["cwd"], req.get("timeout", 600), scratch)), file=channel, flush=True)
+            print(json.dumps(run(req["args"], req["cwd"], req.get("timeout", 600), scratch, req.get("mem_mb"))), file=channel, flush=True)
 
 
 if __name__ == "__main__":

@@ -3,195 +3,115 @@ no traceback, and nothing created or changed on disk (a listing and hashes of th
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
-import torch
-import yaml
+from badinput import (
+    COCO8,
+    NOT_UTF8,
+    TINY,
+    check,
+    cls_pt,
+    dataset,
+    det_pt,
+    model_yaml,
+    run_dir,
+    snapshot,
+    space_file,
+    sqlite_file,
+    text,
+)
 
 from ultranas.errors import UserError
 from ultranas.space import load_space
 
-ROOT = Path(__file__).resolve().parent.parent
-COCO8 = ROOT / "ultranas" / "datasets" / "coco8"
-TINY = ["--trials", "1", "--epochs", "1", "--imgsz", "32", "--no-final"]
-
-
-def _dataset(tmp: Path, *, labels=True, label_line="0 0.5 0.5 0.2 0.2", names=("a", "b"), nc=None, label=None,
-             label_dir=False, image=None, **extra) -> Path:
-    """A two-image dataset; ``label``/``image`` bytes replace the train split's file, ``extra`` goes to the YAML."""
-    root = tmp / "ds"
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        shutil.copy(next((COCO8 / "images" / "val").iterdir()), root / "images" / split / "x.jpg")
-        if image is not None and split == "train":
-            (root / "images" / split / "x.jpg").write_bytes(image)
-        if labels:
-            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-            target = root / "labels" / split / "x.txt"
-            if label_dir and split == "train":
-                target.mkdir()
-            else:
-                target.write_bytes(label if label is not None and split == "train" else (label_line + "\n").encode())
-    data = {"path": str(root), "train": "images/train", "val": "images/val",
-            "names": names if isinstance(names, dict) else list(names), **extra}
-    if nc is not None:
-        data["nc"] = nc
-    (root / "data.yaml").write_text(yaml.safe_dump(data))
-    return root / "data.yaml"
-
-
-def _space(tmp: Path, edit) -> Path:
-    raw = yaml.safe_load(load_space("yolo").path.read_text())
-    edit(raw)
-    path = tmp / "space.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def _text(tmp: Path, name: str, text: str | bytes) -> Path:
-    path = tmp / name
-    path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    return path
-
-
-def _model(tmp: Path, **edit) -> Path:
-    """The rendered yolo11n with ``edit`` applied to its top-level keys (or to layer 0 with ``row=``)."""
-    space = load_space("yolo")
-    model = space.render(space.point("yolo11n"), 2)
-    if "row" in edit:
-        model["backbone"][0] = edit.pop("row")
-    model.update(edit)
-    return _text(tmp, "m.yaml", yaml.safe_dump(model))
-
-
-def _pt(tmp: Path) -> Path:
-    from ultranas.ultra import build_model
-
-    space = load_space("yolo")
-    path = tmp / "det.pt"
-    torch.save({"model": build_model(space.render(space.point("yolo11n"), 2))}, path)
-    return path
-
-
-def _cls_pt(tmp: Path) -> Path:
-    from ultralytics.nn.tasks import ClassificationModel
-
-    path = tmp / "cls.pt"
-    torch.save({"model": ClassificationModel(cfg="yolo11n-cls.yaml", nc=3, verbose=False)}, path)
-    return path
-
-
-def _run(tmp: Path, study: bytes | None = b"this is not sqlite" * 100) -> Path:
-    """A run directory made by 'ultranas search' (a tiny args.yaml) with ``study`` as its study.db (None: none)."""
-    from ultranas.config import SearchConfig
-
-    run = tmp / "run"
-    run.mkdir()
-    cfg = SearchConfig(project=str(tmp), trials=1, epochs=1, imgsz=32, final=False)
-    (run / "args.yaml").write_text(yaml.safe_dump(cfg.to_dict()))
-    if study is not None:
-        (run / "study.db").write_bytes(study)
-    return run
-
-
-def _sqlite(tmp: Path) -> Path:
-    path = tmp / "other.db"
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE notes (x TEXT)")
-    return path
-
 
 def _val(t, *kv):
-    return ["val", f"model={_pt(t)}", *kv]
+    return ["val", f"model={det_pt(t)}", *kv]
 
 
 BAD_MODULE = "backbone: [[-1, 1, os.system, [1]]]\nhead: []\n"
 EVIL_ACT = "__import__('os').system('touch pwned')"
-NOT_UTF8 = b"\xff\xfe\x00bad"
 
 CASES = {
     # data
     "missing data yaml": (lambda t: ["search", "--data", t / "nope.yaml"], "data YAML not found"),
-    "malformed data yaml": (lambda t: ["search", "--data", _text(t, "d.yaml", "train: [unclosed")], "not valid YAML"),
-    "data yaml not utf-8": (lambda t: ["search", "--data", _text(t, "d.yaml", NOT_UTF8)], "not valid YAML"),
-    "data yaml not a mapping": (lambda t: ["search", "--data", _text(t, "d.yaml", "- a\n- b\n")], "must be a mapping"),
-    "no images": (lambda t: ["search", "--data", _text(t, "d.yaml", "train: images/train\nval: images/val\nnames: [a]\n")],
+    "malformed data yaml": (lambda t: ["search", "--data", text(t, "d.yaml", "train: [unclosed")], "not valid YAML"),
+    "data yaml not utf-8": (lambda t: ["search", "--data", text(t, "d.yaml", NOT_UTF8)], "not valid YAML"),
+    "data yaml not a mapping": (lambda t: ["search", "--data", text(t, "d.yaml", "- a\n- b\n")], "must be a mapping"),
+    "no images": (lambda t: ["search", "--data", text(t, "d.yaml", "train: images/train\nval: images/val\nnames: [a]\n")],
                   "train images not found"),
-    "no labels": (lambda t: ["search", "--data", _dataset(t, labels=False)], "labels not found"),
-    "class id out of range": (lambda t: ["search", "--data", _dataset(t, label_line="7 0.5 0.5 0.2 0.2")], "class id 7"),
-    "box out of range": (lambda t: ["search", "--data", _dataset(t, label_line="0 1.5 0.5 0.2 0.2")], "outside [0, 1]"),
-    "label not numeric": (lambda t: ["search", "--data", _dataset(t, label_line="a b c d e")], "is not numeric"),
-    "label with 4 values": (lambda t: ["search", "--data", _dataset(t, label_line="0 0.5 0.5 0.2")], "has 4 values"),
-    "label not utf-8": (lambda t: ["search", "--data", _dataset(t, label=NOT_UTF8)], "is not UTF-8"),
-    "label is a folder": (lambda t: ["search", "--data", _dataset(t, label_dir=True)], "is a folder"),
-    "image cannot be decoded": (lambda t: ["search", "--data", _dataset(t, image=b"not a jpeg")], "cannot be decoded"),
-    "truncated image": (lambda t: ["search", "--data", _dataset(t, image=(COCO8 / "images" / "val").glob("*.jpg")
+    "no labels": (lambda t: ["search", "--data", dataset(t, labels=False)], "labels not found"),
+    "class id out of range": (lambda t: ["search", "--data", dataset(t, label_line="7 0.5 0.5 0.2 0.2")], "class id 7"),
+    "box out of range": (lambda t: ["search", "--data", dataset(t, label_line="0 1.5 0.5 0.2 0.2")], "outside [0, 1]"),
+    "label not numeric": (lambda t: ["search", "--data", dataset(t, label_line="a b c d e")], "is not numeric"),
+    "label with 4 values": (lambda t: ["search", "--data", dataset(t, label_line="0 0.5 0.5 0.2")], "has 4 values"),
+    "label not utf-8": (lambda t: ["search", "--data", dataset(t, label=NOT_UTF8)], "is not UTF-8"),
+    "label is a folder": (lambda t: ["search", "--data", dataset(t, label_dir=True)], "is a folder"),
+    "image cannot be decoded": (lambda t: ["search", "--data", dataset(t, image=b"not a jpeg")], "cannot be decoded"),
+    "truncated image": (lambda t: ["search", "--data", dataset(t, image=(COCO8 / "images" / "val").glob("*.jpg")
                                                                 .__next__().read_bytes()[:2000])], "cannot be decoded"),
-    "test split missing": (lambda t: ["search", "--data", _dataset(t, test="images/test")], "test images not found"),
-    "path not a string": (lambda t: ["search", "--data", _dataset(t, path=["a"])], "key 'path'"),
-    "names with a gap": (lambda t: ["search", "--data", _dataset(t, names={0: "a", 2: "b"})], "without gaps"),
-    "class name not a string": (lambda t: ["search", "--data", _dataset(t, names=(["a"], "b"))], "plain string"),
-    "train is a list": (lambda t: ["search", "--data", _dataset(t, train=["images/train"])], "key 'train'"),
-    "channels out of range": (lambda t: ["search", "--data", _dataset(t, channels=7)], "channels must be 1 or 3"),
-    "class count mismatch": (lambda t: ["search", "--data", _dataset(t, nc=5)], "nc=5 but 2 names"),
+    "test split missing": (lambda t: ["search", "--data", dataset(t, test="images/test")], "test images not found"),
+    "path not a string": (lambda t: ["search", "--data", dataset(t, path=["a"])], "key 'path'"),
+    "names with a gap": (lambda t: ["search", "--data", dataset(t, names={0: "a", 2: "b"})], "without gaps"),
+    "class name not a string": (lambda t: ["search", "--data", dataset(t, names=(["a"], "b"))], "plain string"),
+    "train is a list": (lambda t: ["search", "--data", dataset(t, train=["images/train"])], "key 'train'"),
+    "channels out of range": (lambda t: ["search", "--data", dataset(t, channels=7)], "channels must be 1 or 3"),
+    "class count mismatch": (lambda t: ["search", "--data", dataset(t, nc=5)], "nc=5 but 2 names"),
     "val data yaml missing": (lambda t: _val(t, f"data={t / 'nope.yaml'}"), "data YAML not found"),
-    "val split absent from data": (lambda t: _val(t, f"data={_dataset(t)}", "split=test"), "split=test is not in"),
+    "val split absent from data": (lambda t: _val(t, f"data={dataset(t)}", "split=test"), "split=test is not in"),
     # spaces
-    "empty space": (lambda t: ["search", "--space", _text(t, "s.yaml", "")], "empty"),
-    "malformed space": (lambda t: ["search", "--space", _text(t, "s.yaml", "blocks: {a: [")], "not valid YAML"),
-    "space not utf-8": (lambda t: ["search", "--space", _text(t, "s.yaml", NOT_UTF8)], "cannot be read"),
-    "unknown module in space": (lambda t: ["search", "--space", _space(t, lambda r: r["blocks"].update(X=["Evil", ["$c"]]))],
+    "empty space": (lambda t: ["search", "--space", text(t, "s.yaml", "")], "empty"),
+    "malformed space": (lambda t: ["search", "--space", text(t, "s.yaml", "blocks: {a: [")], "not valid YAML"),
+    "space not utf-8": (lambda t: ["search", "--space", text(t, "s.yaml", NOT_UTF8)], "cannot be read"),
+    "unknown module in space": (lambda t: ["search", "--space", space_file(t, lambda r: r["blocks"].update(X=["Evil", ["$c"]]))],
                                 "not allowed"),
-    "module is a list": (lambda t: ["search", "--space", _space(t, lambda r: r["blocks"].update(X=[["C2f"], ["$c"]]))],
+    "module is a list": (lambda t: ["search", "--space", space_file(t, lambda r: r["blocks"].update(X=[["C2f"], ["$c"]]))],
                          "not allowed"),
-    "width out of range": (lambda t: ["search", "--space", _space(t, lambda r: r["decisions"].update(stem=[3]))],
+    "width out of range": (lambda t: ["search", "--space", space_file(t, lambda r: r["decisions"].update(stem=[3]))],
                            "decisions.stem"),
-    "eval bait in space": (lambda t: ["search", "--space", _space(t, lambda r: r["blocks"].update(
+    "eval bait in space": (lambda t: ["search", "--space", space_file(t, lambda r: r["blocks"].update(
         X=["C2f", ["$c", "__import__('os').system('touch pwned')"]]))], "only numbers"),
-    "nan argument in space": (lambda t: ["search", "--space", _space(t, lambda r: r["blocks"].update(
+    "nan argument in space": (lambda t: ["search", "--space", space_file(t, lambda r: r["blocks"].update(
         X=["C2f", ["$c", float("nan")]]))], "only numbers"),
-    "space version not a number": (lambda t: ["search", "--space", _space(t, lambda r: r.update(version="abc"))],
+    "space version not a number": (lambda t: ["search", "--space", space_file(t, lambda r: r.update(version="abc"))],
                                    "key 'version'"),
-    "space name missing a value": (lambda t: ["search", "--space", _space(t, lambda r: r.update(name=None))], "key 'name'"),
-    "space points a list": (lambda t: ["search", "--space", _space(t, lambda r: r.update(points=[1]))], "key 'points'"),
-    "head reg_max a string": (lambda t: ["search", "--space", _space(t, lambda r: r["heads"]["detect"].update(
+    "space name missing a value": (lambda t: ["search", "--space", space_file(t, lambda r: r.update(name=None))], "key 'name'"),
+    "space points a list": (lambda t: ["search", "--space", space_file(t, lambda r: r.update(points=[1]))], "key 'points'"),
+    "head reg_max a string": (lambda t: ["search", "--space", space_file(t, lambda r: r["heads"]["detect"].update(
         reg_max="x"))], "heads.detect.reg_max"),
-    "choice is a mapping": (lambda t: ["search", "--space", _space(t, lambda r: r["decisions"].update(spp=[{"a": 1}]))],
+    "choice is a mapping": (lambda t: ["search", "--space", space_file(t, lambda r: r["decisions"].update(spp=[{"a": 1}]))],
                             "choices are names or numbers"),
-    "unknown space key": (lambda t: ["search", "--space", _space(t, lambda r: r.update(decision={}))],
+    "unknown space key": (lambda t: ["search", "--space", space_file(t, lambda r: r.update(decision={}))],
                           "is not a space key"),
     "unknown space": (lambda t: ["search", "--space", "nosuchspace"], "space not found"),
     # model files
-    "eval bait in model yaml": (lambda t: ["predict", f"model={_model(t, activation=EVIL_ACT)}", "source=x.jpg"],
+    "eval bait in model yaml": (lambda t: ["predict", f"model={model_yaml(t, activation=EVIL_ACT)}", "source=x.jpg"],
                                 "not allowed"),
-    "unknown module in model yaml": (lambda t: ["val", f"model={_text(t, 'm.yaml', BAD_MODULE)}"], "not an allowed"),
-    "model backbone not a list": (lambda t: ["val", f"model={_model(t, backbone=5)}"], "'backbone' must be a list"),
-    "model module a list": (lambda t: ["val", f"model={_model(t, row=[-1, 1, ['Conv'], [16, 3, 2]])}"], "not an allowed"),
-    "model activation a list": (lambda t: ["val", f"model={_model(t, activation=[1])}"], "not allowed"),
-    "model nc a string": (lambda t: ["val", f"model={_model(t, nc='abc')}"], "'nc' must be a positive integer"),
-    "model repeats zero": (lambda t: ["val", f"model={_model(t, row=[-1, 0, 'Conv', [16, 3, 2]])}"], "repeats"),
-    "model args code": (lambda t: ["val", f"model={_model(t, row=[-1, 1, 'Conv', ['os.system(1)']])}"], "args must be"),
-    "model yaml not utf-8": (lambda t: ["val", f"model={_text(t, 'm.yaml', NOT_UTF8)}"], "cannot be read"),
+    "unknown module in model yaml": (lambda t: ["val", f"model={text(t, 'm.yaml', BAD_MODULE)}"], "not an allowed"),
+    "model backbone not a list": (lambda t: ["val", f"model={model_yaml(t, backbone=5)}"], "'backbone' must be a list"),
+    "model module a list": (lambda t: ["val", f"model={model_yaml(t, row=[-1, 1, ['Conv'], [16, 3, 2]])}"], "not an allowed"),
+    "model activation a list": (lambda t: ["val", f"model={model_yaml(t, activation=[1])}"], "not allowed"),
+    "model nc a string": (lambda t: ["val", f"model={model_yaml(t, nc='abc')}"], "'nc' must be a positive integer"),
+    "model repeats zero": (lambda t: ["val", f"model={model_yaml(t, row=[-1, 0, 'Conv', [16, 3, 2]])}"], "repeats"),
+    "model args code": (lambda t: ["val", f"model={model_yaml(t, row=[-1, 1, 'Conv', ['os.system(1)']])}"], "args must be"),
+    "model yaml not utf-8": (lambda t: ["val", f"model={text(t, 'm.yaml', NOT_UTF8)}"], "cannot be read"),
     "model yaml is a folder": (lambda t: ["val", f"model={(t / 'f.yaml').mkdir() or t / 'f.yaml'}"], "is a folder"),
-    "unsupported model file": (lambda t: ["val", f"model={_text(t, 'm.txt', 'x')}"], "unsupported model file"),
+    "unsupported model file": (lambda t: ["val", f"model={text(t, 'm.txt', 'x')}"], "unsupported model file"),
     "missing checkpoint": (lambda t: ["info", t / "nope.pt"], "checkpoint not found"),
-    "corrupted checkpoint": (lambda t: ["info", _text(t, "bad.pt", "garbage")], "cannot be loaded safely"),
-    "truncated checkpoint": (lambda t: ["info", _text(t, "cut.pt", _pt(t).read_bytes()[:4096])], "cannot be loaded safely"),
-    "non-detection checkpoint": (lambda t: ["info", _cls_pt(t)], "not a detection model"),
+    "corrupted checkpoint": (lambda t: ["info", text(t, "bad.pt", "garbage")], "cannot be loaded safely"),
+    "truncated checkpoint": (lambda t: ["info", text(t, "cut.pt", det_pt(t).read_bytes()[:4096])], "cannot be loaded safely"),
+    "non-detection checkpoint": (lambda t: ["info", cls_pt(t)], "not a detection model"),
     # mode arguments
-    "export engine without tensorrt": (lambda t: ["export", f"model={_pt(t)}", "format=engine"], "tensorrt"),
-    "unknown export format": (lambda t: ["export", f"model={_pt(t)}", "format=banana"], "unknown export format"),
-    "export format a number": (lambda t: ["export", f"model={_pt(t)}", "format=5"], "unknown export format"),
+    "export engine without tensorrt": (lambda t: ["export", f"model={det_pt(t)}", "format=engine"], "tensorrt"),
+    "unknown export format": (lambda t: ["export", f"model={det_pt(t)}", "format=banana"], "unknown export format"),
+    "export format a number": (lambda t: ["export", f"model={det_pt(t)}", "format=5"], "unknown export format"),
     "imgsz not a number": (lambda t: _val(t, "imgsz=abc"), "imgsz must be"),
-    "epochs not a number": (lambda t: ["train", f"model={_pt(t)}", "epochs=abc"], "'epochs=abc' is of invalid type"),
-    "unknown mode argument": (lambda t: ["predict", f"model={_pt(t)}", "source=x.jpg", "foo=1"], "'foo' is not"),
-    "conf not a number": (lambda t: ["predict", f"model={_pt(t)}", f"source={t}", "conf=high"], "conf=high"),
+    "epochs not a number": (lambda t: ["train", f"model={det_pt(t)}", "epochs=abc"], "'epochs=abc' is of invalid type"),
+    "unknown mode argument": (lambda t: ["predict", f"model={det_pt(t)}", "source=x.jpg", "foo=1"], "'foo' is not"),
+    "conf not a number": (lambda t: ["predict", f"model={det_pt(t)}", f"source={t}", "conf=high"], "conf=high"),
     "mode device unavailable": (lambda t: _val(t, "device=9"), "device '9' is not available"),
-    "predict source missing": (lambda t: ["predict", f"model={_pt(t)}", f"source={t / 'x.jpg'}"], "source"),
+    "predict source missing": (lambda t: ["predict", f"model={det_pt(t)}", f"source={t / 'x.jpg'}"], "source"),
     "coco_eval not a bool": (lambda t: _val(t, "coco_eval=maybe"), "coco_eval must be true or false"),
     "unknown split": (lambda t: _val(t, "split=bogus"), "split must be"),
     "argument without =": (lambda t: _val(t, "junk"), "is not key=value"),
@@ -205,7 +125,7 @@ CASES = {
     "non-numeric budget": (lambda t: ["search", "--trials", "many"], "invalid int value"),
     "float trials": (lambda t: ["search", "--trials", "3.5"], "invalid int value"),
     "imgsz not a stride multiple": (lambda t: ["search", "--imgsz", "50"], "multiple of 32"),
-    "unwritable output dir": (lambda t: ["search", *TINY, "--project", _text(t, "afile", "x") / "runs"],
+    "unwritable output dir": (lambda t: ["search", *TINY, "--project", text(t, "afile", "x") / "runs"],
                               "cannot create the output folder"),
     "loss score without the fast trainer": (lambda t: ["search", "--score", "val_loss"],
                                             "needs --estimator short-train --trainer fast"),
@@ -213,7 +133,7 @@ CASES = {
     "unknown device": (lambda t: ["search", *TINY, "--device", "7"], "device '7' is not available"),
     "conflicting flags": (lambda t: ["search", "--max-latency", "5", "--latency-le", "yolo11n"], "conflict"),
     "resume without a run": (lambda t: ["search", "--resume", t, "--trials", "3"], "no args.yaml there"),
-    "resume with other settings": (lambda t: ["search", "--resume", _run(t), "--epochs", "9"],
+    "resume with other settings": (lambda t: ["search", "--resume", run_dir(t), "--epochs", "9"],
                                    "--epochs 9 conflicts with the run's 1"),
     "unknown latency target": (lambda t: ["search", "--latency-target", "abacus"], "abacus"),
     "int8 drop without training": (lambda t: ["search", "--objectives", "map,latency,int8_drop", "--estimator",
@@ -235,11 +155,11 @@ CASES = {
                                    "no SQLite study database"),
     "worker journal missing": (lambda t: ["worker", "--storage", f"journal:{t / 'missing.log'}", "--name", "x"],
                                "no journal file"),
-    "worker empty sqlite file": (lambda t: ["worker", "--storage", f"sqlite:///{_text(t, 'e.db', b'')}", "--name", "x"],
+    "worker empty sqlite file": (lambda t: ["worker", "--storage", f"sqlite:///{text(t, 'e.db', b'')}", "--name", "x"],
                                  "is empty"),
-    "worker file not sqlite": (lambda t: ["worker", "--storage", f"sqlite:///{_text(t, 'g.db', 'garbage' * 9)}",
+    "worker file not sqlite": (lambda t: ["worker", "--storage", f"sqlite:///{text(t, 'g.db', 'garbage' * 9)}",
                                           "--name", "x"], "not an SQLite database"),
-    "worker sqlite without a study": (lambda t: ["worker", "--storage", f"sqlite:///{_sqlite(t)}", "--name", "x"],
+    "worker sqlite without a study": (lambda t: ["worker", "--storage", f"sqlite:///{sqlite_file(t)}", "--name", "x"],
                                       "holds no optuna study"),
     "worker in-memory sqlite": (lambda t: ["worker", "--storage", "sqlite://", "--name", "x"], "in-memory"),
     "worker unreachable postgres": (lambda t: ["worker", "--storage", "postgres://nas@127.0.0.1:1/x", "--name", "x"],
@@ -251,48 +171,26 @@ ENGINE_CASES = {  # refused by the engine before anything in the project or run 
     "unknown reference in --references": (lambda t: ["search", *TINY, "--references", "yolo11x"], "yolo11x"),
     "unreachable storage": (lambda t: ["search", *TINY, "--storage", "postgresql://nas@127.0.0.1:1/x"],
                             "cannot open the study storage"),
-    "resume with another data": (lambda t: ["search", "--resume", _run(t), "--data", _dataset(t)],
+    "resume with another data": (lambda t: ["search", "--resume", run_dir(t), "--data", dataset(t)],
                                  "conflicts with the run's 'coco8.yaml'"),
-    "empty study.db under resume": (lambda t: ["search", "--resume", _run(t, b"")], "study"),
-    "corrupted study database": (lambda t: ["search", "--resume", _run(t)], "cannot be read as an optuna study"),
+    "empty study.db under resume": (lambda t: ["search", "--resume", run_dir(t, b"")], "study"),
+    "corrupted study database": (lambda t: ["search", "--resume", run_dir(t)], "cannot be read as an optuna study"),
 }
-
-
-def _snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(root.rglob("*"))}
-
-
-def _check(tmp_path: Path, run_cli, make_args, expected: str) -> None:
-    work = tmp_path / "work"
-    work.mkdir()
-    args = [str(a) for a in make_args(tmp_path)]
-    if args[0] == "search" and "--project" not in args and "--resume" not in args:
-        args += ["--project", str(work / "runs")]
-    before = _snapshot(tmp_path)
-    proc = run_cli(*args, cwd=work)
-    err = proc.stderr.strip()
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("ultranas: error:") and expected in err, err
-    assert proc.returncode == 2, err
-    assert _snapshot(tmp_path) == before  # nothing created, changed or removed
-    assert not any(p.name == "pwned" for p in tmp_path.rglob("*"))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input(case, tmp_path, cli_forked):
-    _check(tmp_path, cli_forked, *CASES[case])
+    check(tmp_path, cli_forked, *CASES[case])
 
 
 @pytest.mark.parametrize("case", sorted(ENGINE_CASES))
 def test_bad_input_engine(case, tmp_path, cli_forked):
-    _check(tmp_path, cli_forked, *ENGINE_CASES[case])
+    check(tmp_path, cli_forked, *ENGINE_CASES[case])
 
 
 def test_the_console_entry_itself_answers_bad_input_in_one_line(tmp_path, run_cli):
     """The cases above run forked from an imported server; this one goes through ``python -m ultranas`` itself."""
-    _check(tmp_path, run_cli, *CASES["missing data yaml"])
+    check(tmp_path, run_cli, *CASES["missing data yaml"])
 
 
 def _search(**kw):
@@ -304,7 +202,7 @@ def _search(**kw):
 def _nas(t: Path):
     from ultranas import NAS
 
-    return NAS(str(_pt(t)))
+    return NAS(str(det_pt(t)))
 
 
 API = {  # name: (make the inputs, the call, expected); the snapshot is taken between the two
@@ -312,23 +210,23 @@ API = {  # name: (make the inputs, the call, expected); the snapshot is taken be
                               "--trials must be"),
     "search unknown setting": (lambda t: None, lambda x, t: _search(colour="red", project=str(t / "runs")),
                                "unknown search setting"),
-    "search bad image": (lambda t: _dataset(t, image=b"x"), lambda d, t: _search(data=str(d), project=str(t / "runs")),
+    "search bad image": (lambda t: dataset(t, image=b"x"), lambda d, t: _search(data=str(d), project=str(t / "runs")),
                          "cannot be decoded"),
-    "NAS unsupported file": (lambda t: _text(t, "m.txt", "x"), lambda m, t: __import__("ultranas").NAS(str(m)),
+    "NAS unsupported file": (lambda t: text(t, "m.txt", "x"), lambda m, t: __import__("ultranas").NAS(str(m)),
                              "unsupported model file"),
     "NAS val missing data": (_nas, lambda m, t: m.val(data=str(t / "nope.yaml")), "data YAML not found"),
     "NAS val unknown argument": (_nas, lambda m, t: m.val(colour=1), "'colour' is not"),
-    "NAS val split missing": (lambda t: (_nas(t), _dataset(t)), lambda x, t: x[0].val(data=str(x[1]), split="test"),
+    "NAS val split missing": (lambda t: (_nas(t), dataset(t)), lambda x, t: x[0].val(data=str(x[1]), split="test"),
                               "split=test is not in"),
-    "NAS train bad label": (lambda t: (_nas(t), _dataset(t, label=NOT_UTF8)),
+    "NAS train bad label": (lambda t: (_nas(t), dataset(t, label=NOT_UTF8)),
                             lambda x, t: x[0].train(data=str(x[1]), project=str(t / "runs")), "is not UTF-8"),
     "NAS train epochs as text": (_nas, lambda m, t: m.train(epochs="many", project=str(t / "runs")),
                                  "'epochs=many' is of invalid type"),
     "NAS export unknown format": (_nas, lambda m, t: m.export(format="banana"), "unknown export format"),
     "NAS predict missing source": (_nas, lambda m, t: m.predict(str(t / "x.jpg")), "source"),
-    "load_space bad value": (lambda t: _space(t, lambda r: r.update(version=[1])), lambda s, t: load_space(s),
+    "load_space bad value": (lambda t: space_file(t, lambda r: r.update(version=[1])), lambda s, t: load_space(s),
                              "key 'version'"),
-    "safe_data_yaml missing test": (lambda t: _dataset(t, test="images/test"),
+    "safe_data_yaml missing test": (lambda t: dataset(t, test="images/test"),
                                     lambda d, t: __import__("ultranas.data").data.safe_data_yaml(d, t / "runs"),
                                     "test images not found"),
     "worker without its sqlite file": (lambda t: None, lambda x, t: __import__("ultranas.distributed").distributed.worker(
@@ -341,9 +239,9 @@ def test_bad_input_python_api(case, tmp_path, monkeypatch):
     make, call, expected = API[case]
     monkeypatch.chdir(tmp_path)
     made = make(tmp_path)
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     with pytest.raises(UserError) as info:
         call(made, tmp_path)
     message = str(info.value)
     assert expected in message and len(message.splitlines()) == 1, message
-    assert _snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before

@@ -1,4 +1,4 @@
-"""Final stage (#13): deploy size vs search size, seeds with a verdict, one checkpoint per reference, no silent
+"""Final stage: deploy size vs search size, seeds with a verdict, one checkpoint per reference, no silent
 fallbacks, and resume that refuses settings which would change what finished trials mean."""
 
 from __future__ import annotations
@@ -48,10 +48,20 @@ def test_every_reference_gets_its_own_checkpoint_trained_at_the_deploy_size(two_
         ckpt = load_checkpoint(run / f"found_{ref}.pt")
         info = ckpt["ultranas"]
         assert info["reference"] == ref and info["imgsz"] == 64 and info["proxy_imgsz"] == 32
-        assert ckpt["train_args"]["imgsz"] == 64 and ckpt["train_args"]["seed"] == info["best_seed"]
+        assert ckpt["train_args"]["imgsz"] == 64 and ckpt["train_args"]["seed"] == info["shipped_seed"] == 0
         assert len(info["map50_95"]["values"]) == 2 and info["final_seeds"] == [0, 1]
-        assert info["latency_ratio"] <= 1.0 and info["verdict"][0].startswith(f"found_{ref}:")
+        assert info["latency_ratio"] <= 1.0 and f"; found_{ref}: " in info["verdict"][0]
+        assert info["no_accuracy_signal"] is True and info["verdict"][0].startswith("no accuracy signal")
+        assert (info["judged_on"], info["n_images"], info["independent_verdict"]) == ("val", 4, False)
     assert not (run / "found_n.pt").exists()
+
+
+def test_info_names_the_verdict_and_the_missing_accuracy_signal(two_refs, run_cli):
+    run, _ = two_refs
+    proc = run_cli("info", run / "found_yolo11n.pt")
+    assert proc.returncode == 0, proc.stderr
+    assert "verdict: no accuracy signal in the search" in proc.stdout
+    assert "note: the search saw no accuracy signal" in proc.stdout and "\\xB1" not in proc.stdout
 
 
 def test_comparison_has_per_seed_columns_and_the_verdict_is_printed(two_refs):
@@ -62,8 +72,11 @@ def test_comparison_has_per_seed_columns_and_the_verdict_is_printed(two_refs):
         assert float(r["map50_95_mean"]) == pytest.approx(sum(seeds) / 2, abs=1e-4)
         assert r["role"] in ("found", "reference", "hand-designed") and int(r["imgsz"]) == 64
     assert {r["reference"] for r in rows if r["role"] == "reference"} == {"yolo11n", "yolo26n"}
-    assert "found_yolo11n: " in stdout and "2 seeds)" in stdout
-    assert "not distinguishable from seed noise" in stdout  # coco8 from scratch: every model scores 0
+    assert "found_yolo11n: " in stdout and "2 seeds, 4 val images" in stdout
+    # coco8 from scratch: every model scores 0, on the 4 val images the search also chose on (nothing to carve)
+    assert "no accuracy signal in the search" in stdout and "not distinguishable (the interval contains 0)" in stdout
+    assert "4 val images, images the search or the training also saw" in stdout
+    assert all(r["judged_on"] == "val" and r["n_images"] == "4" for r in rows)
 
 
 def test_rerank_rescores_each_bands_best_and_its_reference_before_the_final_choice(two_refs):
@@ -129,17 +142,16 @@ def test_a_search_where_no_design_completes_fails_loudly(tmp_path, run_cli):
     assert not list((tmp_path / "p").rglob("found_*.pt"))
 
 
-def test_final_verdict_arithmetic():
-    from ultranas.verdict import Stats, compare, verdict_lines
-
-    a, b = Stats((0.41, 0.42, 0.40)), Stats((0.38, 0.39, 0.37))
-    assert compare(a, b) == "better" and compare(b, a) == "worse"
-    assert compare(Stats((0.41, 0.45, 0.37)), b) == "indistinguishable"  # gap 0.03 < 2 x pooled sd 0.03
-    assert compare(Stats((0.5,)), Stats((0.1,))) == "one seed"
-    line = verdict_lines("found_n", a, "yolo11n", b, "yolo11n", b, 0.93, None, False)
-    assert line == ["found_n: 0.410 ± 0.010 vs yolo11n 0.380 ± 0.010 (+3.0 pts, 3 seeds), latency 0.93x: "
-                    "better beyond seed noise"]
-
-
 def test_cpu_threads_are_left_alone():
     assert torch.get_num_threads() >= 1
+
+
+def test_the_winner_is_the_best_rank_that_fits_and_of_equal_ranks_the_fastest():
+    from ultranas.final import pick
+
+    a, b = (0, -0.5), (0, -0.4)  # rank keys, best first
+    assert pick([a, a, b], [0.9, 0.8, 0.5]) == 1  # a tie in score: the faster design
+    assert pick([a, a, a], [0.9, 1.1, 0.7]) == 2  # a slower tied design in between does not end the look
+    assert pick([a, b], [1.2, 0.7]) == 1  # the best is too slow: the next rank
+    assert pick([a, b, b], [0.95, 0.5, 0.4]) == 0  # a better rank beats any speed
+    assert pick([a, b], [1.01, 1.3]) is None

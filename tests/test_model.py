@@ -49,7 +49,7 @@ def test_train_learns_and_the_trained_model_predicts_and_validates(found, tuned,
     from ultralytics import YOLO
 
     before, after = NAS(found).model, NAS(tuned).model
-    assert dict(after.names) == {0: "circle", 1: "square", 2: "triangle"} and after.nc == 3
+    assert dict(after.names) == {0: "circle", 1: "square", 2: "triangle"} and after.nc == after.model[-1].nc == 3
     first = next(k for k, v in after.state_dict().items() if v.dim() == 4)  # the stem conv: trained, not copied
     assert not torch.equal(before.state_dict()[first].float(), after.state_dict()[first].float())
     metrics = NAS(tuned).val(data=str(synthetic), imgsz=TUNE_IMGSZ, batch=16, device="cpu", plots=False,
@@ -73,6 +73,24 @@ def test_train_learns_and_the_trained_model_predicts_and_validates(found, tuned,
     for ours, theirs in zip(results[:4], plain):  # NAS predicts exactly as Ultralytics' YOLO on the same weights
         assert ours.boxes.data.shape == theirs.boxes.data.shape and len(ours.boxes) > 0
         assert torch.allclose(ours.boxes.data, theirs.boxes.data, atol=1e-4)
+
+
+def test_a_checkpoint_whose_head_names_its_class_count_trains_a_head_for_the_new_classes(synthetic, tmp_path):
+    """A design saved with ``Detect, [80]`` (not ``[nc]``) fine-tuned on 3 classes gets a 3-class head: an 80-class
+    head would predict classes the data lacks, which Ultralytics' COCO JSON writer cannot map (IndexError)."""
+    import yaml
+
+    space = load_space("yolo")
+    model = space.render(space.point("yolo11n"), 80)
+    assert model["head"][-1][3] == ["nc"]  # rendered designs take the data's class count
+    model["head"][-1][3] = [80]
+    (tmp_path / "fixed.yaml").write_text(yaml.safe_dump(model, sort_keys=False))
+    NAS(tmp_path / "fixed.yaml").save(tmp_path / "fixed.pt")
+    assert NAS(tmp_path / "fixed.pt").model.model[-1].nc == 80
+    NAS(tmp_path / "fixed.pt").train(data=str(synthetic), epochs=1, imgsz=64, batch=16, device="cpu", workers=0,
+                                     project=str(tmp_path), name="ft", plots=False, amp=False, val=False)
+    trained = NAS(tmp_path / "ft" / "weights" / "last.pt").model
+    assert trained.model[-1].nc == trained.nc == 3 and len(trained.names) == 3
 
 
 def test_cli_coco_eval_on_a_trained_found_model(tuned, synthetic, tmp_path, run_cli):

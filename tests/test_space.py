@@ -17,6 +17,7 @@ from ultranas.space import load_space
 from ultranas.ultra import build_model, count_params, gflops
 
 BASELINES = ["yolov8n", "yolov8s", "yolo11n", "yolo11s", "yolo26n", "yolo26s"]
+STRIDES = {"P3-P5": (8, 16, 32), "P2-P5": (4, 8, 16, 32), "P3-P4": (8, 16)}
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +25,16 @@ def space():
     return load_space("yolo")
 
 
-@pytest.mark.parametrize("name", BASELINES)
-def test_baseline_point_equals_ultralytics(space, name):
+@pytest.fixture(scope="module")
+def levels():
+    return load_space("yolo-levels")
+
+
+@pytest.mark.parametrize("name", BASELINES + ["yolov8n-p2", "yolo26n-p2"])
+def test_baseline_point_equals_ultralytics(name):
     from ultralytics.nn.tasks import DetectionModel
 
+    space = load_space("yolo-levels" if name.endswith("-p2") else "yolo")
     ours = build_model(space.render(space.point(name), nc=80))
     theirs = DetectionModel(cfg=f"{name}.yaml", verbose=False)
     assert count_params(ours) == count_params(theirs)
@@ -42,6 +49,38 @@ def test_hash_identifies_designs(space):
     assert space.design_hash(a) != space.design_hash(b)
     no_attn = dict(a, attention="none")
     assert space.design_hash(no_attn) == space.design_hash(dict(no_attn, attention_n=2))  # unused decision
+
+
+def test_detection_levels_render_their_strides_and_unused_decisions_change_nothing(levels):
+    space = levels
+    g = space.point("yolo11n")
+    assert g["levels"] == "P3-P5" and space.design_hash(dict(g, **{"N2.width": 64, "N3out.n": 2})) == \
+        space.design_hash(g)  # the P2 path's decisions shape only P2-P5 designs
+    p2, p34 = dict(g, levels="P2-P5"), dict(g, levels="P3-P4")
+    assert space.design_hash(dict(p2, **{"N2.width": 64})) != space.design_hash(p2)
+    assert space.design_hash(dict(p34, **{"N5out.width": 128})) == space.design_hash(p34)  # no P5 output
+    models = {k: build_model(space.render(d, nc=3)) for k, d in (("P3-P5", g), ("P2-P5", p2), ("P3-P4", p34))}
+    for levels, model in models.items():
+        assert model.stride.int().tolist() == list(STRIDES[levels])
+        assert len(model.model[-1].f) == len(STRIDES[levels])  # the head reads one output per level
+    flops = {k: gflops(m, 640) for k, m in models.items()}
+    assert flops["P3-P4"] < flops["P3-P5"] < flops["P2-P5"]  # stride 4 costs compute; dropping P5 saves some
+    for d in (p2, p34):
+        assert space.design_hash(space.from_model(space.render(d, nc=3))) == space.design_hash(d)
+
+
+def test_a_design_saved_before_the_levels_decision_is_the_same_design(space, levels):
+    old = space.point("yolo11n")  # the yolo space has no levels decision
+    space, g = levels, levels.point("yolo11n")
+    assert old == {k: v for k, v in g.items() if k != "levels" and not k.startswith(("N2.", "N3out."))}
+    assert space.check(old)[0] and space.render(old) == space.render(g) and space.complete(old) == g
+    assert space.design_hash(old) == space.design_hash(g) == "d40e7e3719f8"  # as before the decision existed
+    p34 = dict(g, levels="P3-P4", **{"N5out.block": "A2C2f-conv", "N5out.width": 192})  # unused: any pair goes
+    assert space.check(p34)[0]
+    rng = random.Random(0)
+    for _ in range(30):  # a mutation changes what the design uses, never only what it leaves out
+        child = space.mutate(g, rng)
+        assert space.design_hash(child) != space.design_hash(g)
 
 
 def test_mutate_and_crossover_stay_in_space(space):
@@ -73,10 +112,12 @@ def _reload_same(space, g, tmp_path) -> None:
     with torch.no_grad():
         out = model(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
     out = out[0] if isinstance(out, (list, tuple)) else out
-    anchors = sum((64 // s) ** 2 for s in (8, 16, 32))
+    strides = STRIDES[g.get("levels", "P3-P5")]
+    assert model.stride.int().tolist() == list(strides)
+    anchors = sum((64 // s) ** 2 for s in strides)
     if getattr(model.model[-1], "end2end", False):  # NMS-free head: top-k rows of box, score, class
         assert out.shape[0] == 1 and out.shape[2] == 6 and out.shape[1] <= anchors
-    else:  # one column per anchor of the three strides: 4 box values + one score per class
+    else:  # one column per anchor of each stride: 4 box values + one score per class
         assert tuple(out.shape) == (1, 4 + 3, anchors)
     assert torch.isfinite(out).all()
     path = tmp_path / "yolo11m-named-to-trick-the-scale-guess.yaml"
@@ -93,14 +134,24 @@ def _reload_same(space, g, tmp_path) -> None:
     assert space.design_hash(back) == space.design_hash(g)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10**6), mutations=st.integers(0, 3))
-def test_property_random_and_mutated_designs_build_and_reload(space, tmp_path, seed, mutations):
+def _random_design(space, seed: int, mutations: int) -> dict:
     rng = random.Random(seed)
     g = space.sample(rng)
     for _ in range(mutations):
         g = space.mutate(g, rng)
-    _reload_same(space, g, tmp_path)
+    return g
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), mutations=st.integers(0, 3))
+def test_property_random_and_mutated_designs_build_and_reload(space, tmp_path, seed, mutations):
+    _reload_same(space, _random_design(space, seed, mutations), tmp_path)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6), mutations=st.integers(0, 2))
+def test_property_designs_of_every_level_layout_build_and_reload(levels, tmp_path, seed, mutations):
+    _reload_same(levels, _random_design(levels, seed, mutations), tmp_path)
 
 
 @settings(max_examples=45, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -117,12 +168,20 @@ BAD_SPACES = {  # case: (edit, the exact key and the reason the one line must na
                       "key 'blocks.X' has argument \"__import__('os').system('touch /tmp/pwned')\": only numbers"),
     "empty decision": (lambda r: r["decisions"].update(stem=[]),
                        "key 'decisions.stem' must be a non-empty list of choices"),
+    "unknown level": (lambda r: r["decisions"].update(levels=["P3-P5", "P1-P5"]),
+                      "key 'decisions.levels' has 'P1-P5': levels are P3-P5, P2-P5, P3-P4"),
+    "P2 without its neck": (lambda r: r["decisions"].pop("N2"),
+                            "key 'decisions.N2.block' is missing: levels P2-P5 need N2 and N3out"),
+    "P2 neck without P2": (lambda r: r["decisions"].update(levels=["P3-P5"]) or r["points"].pop("yolov8n-p2"),
+                           "key 'decisions.N2.block' shapes only P2-P5 designs"),
+    "P2 point without N2": (lambda r: r["points"]["yolov8n-p2"].pop("N2"),
+                            "key 'points.yolov8n-p2.N2.block' is missing"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_SPACES))
 def test_bad_space_is_one_clear_line(tmp_path, case):
-    raw = yaml.safe_load(load_space("yolo").path.read_text())
+    raw = yaml.safe_load(load_space("yolo-levels").path.read_text())
     edit, message = BAD_SPACES[case]
     edit(raw)
     path = tmp_path / "bad.yaml"

@@ -157,5 +157,5 @@ def test_search_with_the_supernet_estimator_and_inherited_final_weights(tiny_spa
     assert len(rows) >= 4 and all(r["map"] != "" for r in rows)
     inherited = sorted((run / "final").glob("*.inherited.pt"))
     assert inherited, "no inherited weights for the final stage"
-    trained = [yaml.safe_load(p.read_text()) for p in (run / "final").glob("*-s0/args.yaml")]
+    trained = [yaml.safe_load(p.read_text()) for p in (run / "final").glob("*-s0-*/args.yaml")]
     assert trained and all(Path(a["pretrained"]).name.endswith(".inherited.pt") for a in trained)

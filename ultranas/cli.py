@@ -12,9 +12,12 @@ import argparse
 import json
 import sys
 import warnings
+from pathlib import Path
 
 import yaml
 
+from . import checks
+from .cli_data import cmd_data, data_args
 from .errors import UserError
 
 
@@ -61,6 +64,12 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--fraction", type=float, default=d.fraction, help="fraction of training images per candidate")
     p.add_argument("--single-cls", action="store_true", help="class-agnostic targets while searching")
+    p.add_argument("--select-on", default=d.select_on, help="the split that scores designs while searching: auto "
+                   "(val when the data has test:, else a part carved from train), val, or train (carved)")
+    p.add_argument("--judge-on", default=d.judge_on, help="the split that judges the final stage: auto (test when the "
+                   "data has it, else val), val or test")
+    p.add_argument("--select-share", type=float, default=d.select_share, help="share of train carved as the "
+                   "selection split (at least 50 images)")
     p.add_argument("--seeds", type=_csv(int), default=d.seeds, help="seeds averaged per candidate, e.g. 0,1")
     p.add_argument("--rerank", type=int, default=d.rerank, help="re-train the K best designs of each band at a "
                    "higher fidelity before the final stage picks one (0: off)")
@@ -172,12 +181,17 @@ def cmd_worker(a) -> None:
     print(f"ultranas: worker done; trial files in {run}")
 
 
-def cmd_data(a) -> None:
-    from .coco import coco_subset
-
-    path = coco_subset(a.coco_root, split=a.split, n=a.n, seed=a.seed, out=a.out, val_split=a.val_split,
-                       val_n=a.val_n)
-    print(f"ultranas: wrote {path}")
+def _check_space_flags(a) -> None:
+    """``space``'s flags, whichever action they go with: counts, a seed, a class count, one design, a file to write."""
+    checks.positive_int("--n", a.n, checks.MAX_SAMPLES)
+    checks.seed("--seed", a.seed)
+    checks.positive_int("--nc", a.nc, checks.MAX_NC)
+    if a.point is not None and a.genotype is not None:
+        raise UserError("space render takes --point NAME or --genotype JSON, not both")
+    if a.output is not None:
+        checks.text("-o/--output", a.output)
+        if Path(a.output).is_dir():
+            raise UserError(f"-o {a.output} is a folder; give a file name such as design.yaml")
 
 
 def cmd_space(a) -> None:
@@ -185,6 +199,7 @@ def cmd_space(a) -> None:
 
     from .space import load_space
 
+    _check_space_flags(a)
     space = load_space(a.space)
     if a.action == "show":
         print(f"space {space.name} v{space.version} ({space.path})")
@@ -199,11 +214,17 @@ def cmd_space(a) -> None:
             print(json.dumps({"hash": space.design_hash(g), "genotype": g}))
     elif a.action == "render":
         g = space.point(a.point) if a.point else _genotype_arg(a.genotype)
+        ok, reason = space.check(g)
+        if not ok:
+            raise UserError(f"--genotype is not a design of space {space.name}: {reason}")
         text = space.to_yaml(g, a.nc)
         if a.output:
             from .fsutil import atomic_write_text
 
-            atomic_write_text(a.output, text)
+            try:
+                atomic_write_text(a.output, text)
+            except OSError as e:
+                raise UserError(f"cannot write -o {a.output}: {e.strerror or e}") from None
             print(f"ultranas: wrote {a.output}")
         else:
             print(text)
@@ -216,6 +237,8 @@ def _genotype_arg(text: str | None) -> dict:
         g = json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"--genotype is not valid JSON: {e}") from None
+    except RecursionError:
+        raise UserError("--genotype is nested too deeply; give a flat object of decision -> choice") from None
     if not isinstance(g, dict):
         raise UserError("--genotype must be a JSON object of decision -> choice")
     return g
@@ -229,7 +252,13 @@ def cmd_info(a) -> None:
     info = ckpt.get("ultranas")
     print(f"{a.model}: {type(model).__name__}, {count_params(model):,} parameters, "
           f"{len(model.names)} classes, trained {(ckpt.get('train_args') or {}).get('epochs', '?')} epochs")
-    print(yaml.safe_dump({"ultranas": info}, sort_keys=False) if info else "no ultranas entry (a plain Ultralytics checkpoint)")
+    if info and info.get("verdict"):
+        print(f"verdict: {info['verdict'][0]}")
+    if info and info.get("no_accuracy_signal"):
+        print("note: the search saw no accuracy signal (every design scored the same): this design was chosen on "
+              "latency alone")
+    print(yaml.safe_dump({"ultranas": info}, sort_keys=False, allow_unicode=True) if info
+          else "no ultranas entry (a plain Ultralytics checkpoint)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -245,17 +274,6 @@ def _worker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="the study name given to 'ultranas search --name'")
     p.add_argument("--device", default=None, help="this worker's device, e.g. 0 (default: the study's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("coco-subset",))
-    p.add_argument("--coco-root", required=True, help="a local COCO download (annotations/, train2017/, val2017/)")
-    p.add_argument("--split", default="train2017")
-    p.add_argument("--n", type=int, default=5000)
-    p.add_argument("--val-split", default="val2017")
-    p.add_argument("--val-n", type=int, default=None, help="validation images (default n/10)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
 
 
 def _space_args(p: argparse.ArgumentParser) -> None:
@@ -288,7 +306,7 @@ MODES = ("predict", "val", "train", "export")
 COMMANDS = {  # name: (one-line help, adds its flags, runs it)
     "search": ("search a space on a dataset; writes runs/nas/<name>", _search_command_args, cmd_search),
     "worker": ("join a shared study (started by 'ultranas search --storage URL --name N')", _worker_args, cmd_worker),
-    "data": ("dataset tools: coco-subset", _data_args, cmd_data),
+    "data": ("dataset tools: profile (object sizes at the deploy size), coco-subset", data_args, cmd_data),
     "space": ("inspect a search space", _space_args, cmd_space),
     "info": ("describe a found_*.pt", lambda p: p.add_argument("model"), cmd_info),
     "calibrate": ("measure how well a cheap estimator ranks designs", _calibrate_args, cmd_calibrate),
@@ -337,9 +355,24 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # unexpected: still one line unless --debug
         if debug:
             raise
+        if why := _path_refused(e):
+            print(f"ultranas: error: {why}", file=sys.stderr)
+            return 2
         msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         print(f"ultranas: error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+
+
+def _path_refused(e: Exception) -> str | None:
+    """A path the user gave that the system refuses to follow (a name too long, a loop of links), found wherever it
+    is first touched: a user error, not a crash."""
+    import errno
+
+    if isinstance(e, OSError) and e.errno in (errno.ENAMETOOLONG, errno.ELOOP):
+        return f"{e.strerror}: {str(e.filename)[:120]}"
+    if isinstance(e, RuntimeError) and str(e).startswith("Symlink loop"):  # pathlib's resolve() in Python 3.11
+        return str(e)[:200]
+    return None
 
 
 def entrypoint() -> None:

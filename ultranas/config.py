@@ -7,11 +7,10 @@ Two image sizes, as in Ultralytics: ``imgsz`` is the **deploy** size (latency, c
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import checks
 from .errors import UserError
 
 DEFAULT_REFERENCES = ("yolo11n", "yolo11s")  # found_n.pt and found_s.pt, where the space has them
@@ -42,6 +41,9 @@ class SearchConfig:
     proxy_imgsz: int = 64  # training size of candidates while searching
     batch: int = 8
     fraction: float = 1.0
+    select_on: str = "auto"  # the selection split (search scores, re-rank): auto, val, or train (a carved part)
+    judge_on: str = "auto"  # the verdict split (the final stage): auto, val or test
+    select_share: float = 0.2  # share of train carved as the selection split (at least 50 images)
     single_cls: bool = False
     seeds: list[int] = field(default_factory=lambda: [0])
     rerank: int = 0  # the K best designs of each band trained again at a higher fidelity before the final stage
@@ -86,60 +88,38 @@ class SearchConfig:
 
             points = load_space(self.space).points
             self.references = [r for r in DEFAULT_REFERENCES if r in points] or list(points)[:1]
-        for key in ("objectives", "references", "seeds", "rungs", "final_seeds"):
+        for key in ("objectives", "references", "rungs"):
             value = getattr(self, key)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 raise UserError(f"--{_flag(key)} must be a list, got {value!r}")
         self.objectives, self.references = [str(o) for o in self.objectives], [str(r) for r in self.references]
-        self.seeds, self.final_seeds = _ints(self.seeds, "seeds"), _ints(self.final_seeds, "final-seeds")
-        self.rungs = [_number(r, "rungs") for r in self.rungs]
-        for key, hi in LIMITS.items():
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= hi:
-                raise UserError(f"--{_flag(key)} must be an integer in [1, {hi:,}], got {value!r}")
-        if isinstance(self.rerank, bool) or not isinstance(self.rerank, int) or not 0 <= self.rerank <= 1000:
-            raise UserError(f"--rerank must be an integer in [0, 1000] (0: off), got {self.rerank!r}")
-        for key in ("imgsz", "proxy_imgsz", "rerank_imgsz"):
-            if getattr(self, key) is None:
-                continue
-            if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), int) \
-                    or not 0 < getattr(self, key) <= 4096:
-                raise UserError(f"--{_flag(key)} must be an integer in [32, 4096], got {getattr(self, key)!r}")
-            if getattr(self, key) % 32:
-                raise UserError(f"--{_flag(key)} must be a multiple of 32 (the detector's largest stride), "
-                                f"got {getattr(self, key)}")
-        if isinstance(self.final_workers, bool) or not isinstance(self.final_workers, int) \
-                or not 0 <= self.final_workers <= 256:
-            raise UserError(f"--final-workers must be an integer in [0, 256] (0: automatic), got {self.final_workers!r}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 0 <= self.workers <= 64:
-            raise UserError(f"--workers must be an integer in [0, 64] (0: automatic), got {self.workers!r}")
+        self.seeds = checks.seeds("--seeds", self.seeds)
+        self.final_seeds = checks.seeds("--final-seeds", self.final_seeds, distinct=True)
+        self.rungs = [checks.finite("--rungs", r) for r in self.rungs]
+        self._check_counts()
         if self.eta < 2:
             raise UserError(f"--eta must be >= 2 (keep the top 1/eta at each rung), got {self.eta}")
         if not self.rungs or self.rungs[-1] != 1.0 or any(not 0 < r <= 1 for r in self.rungs) \
                 or self.rungs != sorted(set(self.rungs)):
             raise UserError(f"--rungs must be increasing fidelities in (0, 1] ending at 1, got {self.rungs}")
-        self.fraction = _number(self.fraction, "fraction")
-        if not 0 < self.fraction <= 1:
-            raise UserError(f"--fraction must be in (0, 1], got {self.fraction}")
+        self.fraction = checks.fraction("--fraction", self.fraction)
+        from .splits import JUDGE_ON, SELECT_ON
+
+        checks.choice("--select-on", self.select_on, SELECT_ON)
+        checks.choice("--judge-on", self.judge_on, JUDGE_ON)
+        self.select_share = checks.within("--select-share", self.select_share, 0, 0.5, lo_open=True, hi_open=True)
         for key in ("max_latency", "max_params", "max_gflops", "time_limit"):
-            value = getattr(self, key)
-            if value is not None and not _number(value, key) > 0:
-                raise UserError(f"--{_flag(key)} must be a positive number, got {value}")
+            if getattr(self, key) is not None:
+                checks.positive(f"--{_flag(key)}", getattr(self, key))
         if self.max_latency is not None and self.latency_le:
             raise UserError("--max-latency and --latency-le conflict: give one latency limit")
-        self.band_floor = _number(self.band_floor, "band_floor")
-        if not 0 <= self.band_floor < 1:
-            raise UserError(f"--band-floor must be in [0, 1), got {self.band_floor}")
-        if self.focus not in ("bands", "front"):
-            raise UserError(f"unknown --focus '{self.focus}': choose bands or front")
-        if self.trainer not in ("ultralytics", "fast"):
-            raise UserError(f"unknown trainer '{self.trainer}': choose ultralytics or fast")
+        self.band_floor = checks.within("--band-floor", self.band_floor, 0, 1, hi_open=True)
+        checks.choice("--focus", self.focus, ("bands", "front"))
+        checks.choice("--trainer", self.trainer, ("ultralytics", "fast"))
         from .estimation._base import SCORES
 
-        if self.score not in SCORES:
-            raise UserError(f"unknown --score '{self.score}': choose {', '.join(SCORES)}")
-        if self.final_init not in ("scratch", "supernet"):
-            raise UserError(f"unknown --final-init '{self.final_init}': choose scratch or supernet")
+        checks.choice("--score", self.score, SCORES)
+        checks.choice("--final-init", self.final_init, ("scratch", "supernet"))
         if self.final_init == "supernet" and self.estimator != "supernet":
             raise UserError("--final-init supernet needs --estimator supernet (the weights come from its supernet)")
         if self.final_init == "supernet" and self.single_cls:
@@ -154,10 +134,6 @@ class SearchConfig:
                 raise UserError("--halving needs a training estimator; the supernet scores every design at once")
         elif self.score != "map" and (self.trainer != "fast" or self.estimator != "short-train"):
             raise UserError(f"--score {self.score} needs --estimator short-train --trainer fast")
-        if not self.seeds or not self.final_seeds:
-            raise UserError("--seeds and --final-seeds need at least one seed each")
-        if len(set(self.final_seeds)) != len(self.final_seeds):
-            raise UserError(f"--final-seeds has a seed twice: {self.final_seeds}")
         if "int8_drop" in self.objectives:
             if self.estimator == "zero-cost":
                 raise UserError("the int8_drop objective needs a trained model: use a training estimator, not zero-cost")
@@ -166,11 +142,21 @@ class SearchConfig:
             check_int8_available()
         if self.estimator == "zero-cost" and self.halving:
             raise UserError("--halving needs a training estimator; zero-cost proxies have no fidelity to raise")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", self.name) or ".." in self.name:
-            raise UserError(f"--name must be a plain folder name (letters, digits, '.', '_', '-'), got {self.name!r}")
-        if self.device not in ("cpu", "mps") and not all(p.isdigit() for p in str(self.device).replace("cuda:", "").split(",")):
-            raise UserError(f"unknown device '{self.device}': use cpu, 0, 0,1 or cuda:0")
+        checks.folder_name("--name", self.name)
+        checks.device("device", self.device)
         return self
+
+    def _check_counts(self) -> None:
+        """Budgets, sizes and worker counts: integers within their limits (image sizes also stride multiples)."""
+        for key, hi in LIMITS.items():
+            checks.integer(f"--{_flag(key)}", getattr(self, key), 1, hi)
+        for key in ("imgsz", "proxy_imgsz", "rerank_imgsz"):
+            if getattr(self, key) is not None:
+                checks.stride_size(f"--{_flag(key)}", getattr(self, key))
+        checks.integer("--rerank", self.rerank, 0, 1000, " (0: off)")
+        checks.integer("--final-workers", self.final_workers, 0, 256, " (0: automatic)")
+        checks.integer("--workers", self.workers, 0, 64, " (0: automatic)")
+        checks.seed("--seed", self.seed)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -188,21 +174,6 @@ class SearchConfig:
 
 def _flag(key: str) -> str:
     return key.replace("_", "-")
-
-
-def _number(value, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UserError(f"--{_flag(key)} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _ints(values, key: str) -> list[int]:
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**31:
-            raise UserError(f"--{key} must be non-negative integers, got {v!r}")
-        out.append(v)
-    return out
 
 
 def final_workers(cfg: SearchConfig) -> int:

@@ -14,7 +14,8 @@ import optuna
 from .config import SearchConfig
 from .engine import SearchContext, run_worker
 from .errors import UserError
-from .storage import GRACE_S, HEARTBEAT_S, check_study_exists, driver_url, make_storage
+from .rundir import check_no_links, config_from
+from .storage import GRACE_S, HEARTBEAT_S, check_study_exists, driver_url, make_storage, storage_file
 
 __all__ = ["GRACE_S", "HEARTBEAT_S", "driver_url", "make_storage", "worker"]
 
@@ -32,12 +33,33 @@ def worker(storage: str, name: str, device: str | None = None, progress: bool = 
     stored = study.user_attrs.get("config")
     if not stored:
         raise UserError(f"study '{name}' was not created by 'ultranas search' (no stored settings)")
-    cfg = SearchConfig.from_dict(stored)
+    cfg = config_from(stored, f"study '{name}' in {storage}: its stored settings")
     if device is not None:
         cfg.device = device
     cfg.validate()
-    run_dir = Path(study.user_attrs.get("run_dir") or Path(cfg.project) / cfg.name)
+    run_dir = worker_run_dir(storage, study, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_no_links(run_dir)
     ctx = SearchContext(cfg, run_dir, study)
     run_worker(ctx, progress=progress)
+    return run_dir
+
+
+def worker_run_dir(storage: str, study: optuna.Study, cfg: SearchConfig) -> Path:
+    """The run folder a worker writes into. A study file (SQLite, journal) inside a run folder: that run, wherever
+    the study says it was made (a copied or moved run is written where it is now, never into the original). A study
+    file elsewhere: the run it recorded, which must be a run folder (args.yaml). A database server: the run it
+    recorded (created on this host if missing, for workers that do not share the coordinator's disk)."""
+    recorded = study.user_attrs.get("run_dir")
+    if recorded is not None and not (isinstance(recorded, str) and Path(recorded).is_absolute()):
+        raise UserError(f"study '{cfg.name}' in {storage} records a run folder that is not an absolute path")
+    run_dir = Path(recorded or Path(cfg.project) / cfg.name).resolve()
+    file = storage_file(storage)
+    if file is None:
+        return run_dir
+    if (file.parent / "args.yaml").is_file():
+        return file.parent
+    if not (run_dir / "args.yaml").is_file():
+        raise UserError(f"study '{cfg.name}' in {storage} records the run folder {run_dir}, which is not a run made "
+                        "by 'ultranas search' (no args.yaml there)")
     return run_dir

@@ -23,6 +23,7 @@ from . import ultra
 from .bands import GFLOPS_PRESCREEN, band_of, make_bands, next_band, reachable_bands
 from .config import SearchConfig, search_workers
 from .data import class_names, safe_data_yaml
+from .data_profile import announce_profile, kept_points, points_first
 from .errors import Interrupted, RunFailed, UserError
 from .estimation import Pruned, SuccessiveHalving, make_estimator
 from .fsutil import RunLock, ask_lock, atomic_write_text, atomic_write_yaml
@@ -31,9 +32,21 @@ from .preflight import preflight, sigterm_as_interrupt
 from .report import write_reports
 from .rundir import absolute_paths, check_resumable, check_writable, load_run, new_run_dir, open_study, storage_url
 from .space import SearchSpace, load_space
+from .splits import plan_splits
 from .storage import fail_stale, heartbeat
 from .strategies import make_strategy, pareto_fitness
-from .trials import COUNTED, add_screened, counted, gives_way, recover_interrupted, requeue, tell_uncounted
+from .trials import (
+    COUNTED,
+    add_screened,
+    best_score,
+    counted,
+    done_by_hash,
+    gives_way,
+    recover_interrupted,
+    requeue,
+    seen_hashes,
+    tell_uncounted,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TS = optuna.trial.TrialState
@@ -52,10 +65,12 @@ class SearchContext:
         self.cfg, self.run_dir = cfg, run_dir
         # Ultralytics only ever reads the checked copy (absolute folders, no 'download:' to run); preflight already
         # scanned every label file of a new run
-        self.data = safe_data_yaml(cfg.data, run_dir, cfg.coco128, check_labels=not data_checked)
-        self.nc = len(class_names(self.data))
-        self.space: SearchSpace = load_space(cfg.space)
+        self.full_data = safe_data_yaml(cfg.data, run_dir, cfg.coco128, check_labels=not data_checked)
+        self.nc = len(class_names(self.full_data))
         self.study = study or open_study(cfg, run_dir, resume=resume)
+        self.splits = plan_splits(cfg, self.full_data, run_dir, self.study)  # the search never reads the verdict's
+        self.data, self.judge_data = Path(self.splits.search_data), Path(self.splits.judge_data)
+        self.space: SearchSpace = load_space(cfg.space)
         predictor = None
         if cfg.latency_lut:  # a calibrated per-layer table (checked in preflight): predictions replace timings
             from .objectives._lut import LatencyLUT
@@ -82,6 +97,7 @@ class SearchContext:
         self.estimator.keep_weights = int8 is not None
         self.halving = SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None
         self._candidates: dict[str, Candidate] = {}
+        self.point_hashes = {self.space.design_hash(g, self.nc): name for name, g in self.space.points.items()}
         self.limits = [r for r in [cfg.latency_le] if r]  # references every design must not be slower than
         self.references = {r: self.reference(r) for r in dict.fromkeys(self.limits + self._band_references())}
         ms = {r: self.meter.reference(c)["median_ms"] for r, c in self.references.items()}
@@ -133,7 +149,10 @@ class SearchContext:
             try:
                 info["latency"] = self.meter.measure(cand)
                 info["latency_ms"] = info["latency"]["median_ms"]
-                info["latency_vs"] = {r: self.meter.versus(cand, ref) for r, ref in self.references.items()}
+                # a hand-designed point is never kept out of a band on one separate timing: timed interleaved
+                hand = cand.design_hash in self.point_hashes or None
+                info["latency_vs"] = {r: self.meter.versus(cand, ref, interleave=hand)
+                                      for r, ref in self.references.items()}
             finally:
                 self.meter.release(cand)
             info["latency_s"] = round(time.perf_counter() - t0, 2)
@@ -157,26 +176,9 @@ def warm_start(ctx: SearchContext) -> None:
     """Queue the space's named points (the hand-designed baselines) once, before any strategy proposal."""
     if not ctx.cfg.warm_start or ctx.study.user_attrs.get("warm_started"):
         return
-    for name, point in ctx.space.points.items():
+    for name, point in points_first(ctx.space.points, getattr(ctx, "profile", None), kept_points(ctx.cfg), say=True):
         ctx.study.enqueue_trial(point, user_attrs={"point": name})
     ctx.study.set_user_attr("warm_started", True)
-
-
-def _done_by_hash(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
-    return {t.user_attrs["hash"]: t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
-            if "hash" in t.user_attrs and not t.user_attrs.get("duplicate_of")}
-
-
-def _seen_hashes(study: optuna.Study, space: SearchSpace, nc: int) -> set[str]:
-    """Designs finished, running, queued or screened out already: not worth proposing again (a trial another worker
-    has just taken or queued has no hash yet: its design is hashed from its parameters)."""
-    seen = set()
-    for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.RUNNING, TS.PRUNED, TS.WAITING)):
-        if "hash" in t.user_attrs:
-            seen.add(t.user_attrs["hash"])
-        elif (g := t.params or t.system_attrs.get("fixed_params")) and set(g) == set(space.decisions):
-            seen.add(space.design_hash(g, nc))
-    return seen
 
 
 def _history(ctx: SearchContext, band) -> tuple[list, list[float]]:
@@ -211,7 +213,7 @@ def propose(ctx: SearchContext) -> None:
             counts[band] = counts.get(band, 0) + 1
     band = next_band(ctx.bands, counts) if ctx.bands else None
     history, fitness = _history(ctx, band)
-    seen, t0 = _seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter()
+    seen, t0 = seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter()
     for attempt in range(MAX_SCREENED):
         g = propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed, len(ctx.study.trials), attempt)
         if g is None:
@@ -243,7 +245,7 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
     h = ctx.space.design_hash(g, ctx.nc)
     trial.set_user_attr("genotype", g)
     trial.set_user_attr("hash", h)
-    if (twin := _done_by_hash(ctx.study).get(h)) is not None:
+    if (twin := done_by_hash(ctx.study).get(h)) is not None:
         for k in ("metrics", "info"):
             if k in twin.user_attrs:
                 trial.set_user_attr(k, twin.user_attrs[k])
@@ -303,7 +305,7 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
     without_progress = 0
     bar = tqdm(total=ctx.cfg.trials, initial=min(counted(ctx.study), ctx.cfg.trials), desc="ultranas search",
                unit="trial", disable=not progress, dynamic_ncols=True)
-    best = _best_score(ctx.study)
+    best = best_score(ctx.study)
     start, spent = time.time(), float(ctx.study.user_attrs.get("search_s", 0.0))  # earlier sessions of this run
     try:
         while counted(ctx.study) < ctx.cfg.trials:
@@ -341,12 +343,6 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
         bar.close()
 
 
-def _best_score(study: optuna.Study) -> float | None:
-    scores = [t.user_attrs["metrics"]["score"] for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
-              if "score" in t.user_attrs.get("metrics", {})]
-    return max(scores) if scores else None
-
-
 def search(resume: str | Path | None = None, progress: bool = True, **kwargs) -> Path:
     """Run (or resume) a search; returns the run directory. Keyword arguments are ``SearchConfig`` fields; with
     ``resume``, only settings that keep the finished trials meaningful may be given (``trials`` to extend ...)."""
@@ -374,6 +370,8 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
         with RunLock(run_dir), sigterm_as_interrupt():
             atomic_write_yaml(run_dir / "args.yaml", cfg.to_dict())  # on resume: keeps --trials / --device changes
             ctx = SearchContext(cfg, run_dir, data_checked=not resume, resume=bool(resume))
+            print(f"ultranas: {ctx.splits.describe()}", flush=True)
+            ctx.profile = announce_profile(ctx.full_data, cfg.imgsz, run_dir)
             if resume:
                 recover_interrupted(ctx.study)
             warm_start(ctx)

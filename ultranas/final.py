@@ -1,28 +1,28 @@
 """Final stage: for each reference, the best searched design no slower than it (at the deploy size), retrained with
 every final seed beside the reference and every hand-designed point under the same latency, all with the very same
-budget; written as ``found_<scale>.pt`` with the verdict in ``comparison.csv``.
+budget on all of ``train``, judged on the verdict split (never read by the search, :mod:`ultranas.splits`) with a
+confidence interval for every gap; written as ``found_<scale>.pt`` with the verdict in ``comparison.csv``.
 
-Trainings are cached (in the study, and in ``--final-cache`` across runs) and may run ``--final-workers`` at a time.
+Latency: for each reference, the candidates, the reference and every hand-designed point are timed in one
+round-robin session; that session decides which design may stand for the reference, which hand-designed points are
+in its band, and gives every latency in the table (so ``latency_ratio`` = ``latency_ms`` / the reference's).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import time
-from pathlib import Path
-
 import optuna
 
 from . import __version__, ultra
-from .bands import make_bands
-from .config import final_workers
-from .estimation import compressed_schedule
-from .fsutil import atomic_write_csv, atomic_write_text
-from .verdict import Stats, print_table, verdict_lines
+from .bands import Band, make_bands
+from .bootstrap import ImageMatches, gap, resample_budget, resampled_maps
+from .data_profile import kept_points, points_first
+from .final_train import int8_all, train_all
+from .fsutil import atomic_write_csv
+from .verdict import Judged, Stats, print_table, verdict_lines
 
 TS = optuna.trial.TrialState
+CONTENDED = 0.10  # other processes used more than this share of the host's CPU while timing: warn
+POINT_GFLOPS = 2.0  # hand-designed points timed for a band: at most this times the reference's GFLOPs
 
 
 def labels(references: list[str]) -> dict[str, str]:
@@ -31,250 +31,200 @@ def labels(references: list[str]) -> dict[str, str]:
     return {r: f"found_{x if letters.count(x) == 1 else r}" for r, x in zip(references, letters)}
 
 
-# -- training jobs ----------------------------------------------------------------------------------------------
-def _train_final(job: dict) -> dict:
-    """One final training (runs in a worker process when ``--final-workers`` > 1)."""
-    import torch
-
-    if job.get("threads"):
-        torch.set_num_threads(job["threads"])
-    t0 = time.time()
-    metrics, best = ultra.train(job["yaml"], job["data"], job["project"], job["name"], verbose=job["verbose"],
-                                **job["args"])
-    return {**metrics, "best": str(best), "train_s": round(time.time() - t0, 1)}
-
-
-class FinalCache:
-    """Final results by key: in the study's user attributes and, if given, a JSON-lines file shared across runs."""
-
-    def __init__(self, study, path: str | None):
-        self.study, self.path, self.rows = study, Path(path) if path else None, {}
-        if self.path and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                    self.rows[rec["key"]] = rec["result"]
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn line from an interrupted run: that training is redone
-
-    def get(self, key: str, need_weights: bool) -> dict | None:
-        hit = self.study.user_attrs.get(key) or self.rows.get(key)
-        if hit and (not need_weights or Path(hit["best"]).is_file()):
-            return hit
-        return None
-
-    def put(self, key: str, result: dict) -> None:
-        self.study.set_user_attr(key, result)
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
-                f.write(json.dumps({"key": key, "result": result}) + "\n")
-
-
-def train_all(ctx, designs: dict[str, tuple], need_weights: set[str]) -> dict[str, list[dict]]:
-    """Train every design (label -> (candidate, genotype)) with every final seed; returns label -> per-seed results."""
-    cfg = ctx.cfg
-    cache = FinalCache(ctx.study, cfg.final_cache)
-    data_id = hashlib.sha1(Path(ctx.data).read_bytes()).hexdigest()[:12]  # the checked copy: same data, same id
-    jobs, results = [], {label: [None] * len(cfg.final_seeds) for label in designs}
-    for label, (cand, g) in designs.items():
-        yaml_path = ctx.run_dir / "final" / f"{label}.yaml"
-        atomic_write_text(yaml_path, ctx.space.to_yaml(g, ctx.nc))
-        init = _inherited(ctx, label, cand) if cfg.final_init == "supernet" else None
-        for i, seed in enumerate(cfg.final_seeds):
-            key = (f"final:{cfg.data}|{data_id}|{cand.design_hash}|{cand.imgsz}|e{cfg.final_epochs}"
-                   f"|b{cfg.batch}|f{cfg.fraction}|s{seed}" + (f"|init:{ctx.run_dir}" if init else ""))
-            if (hit := cache.get(key, label in need_weights)) is not None:
-                results[label][i] = hit
-                continue
-            args = dict(compressed_schedule(cfg.final_epochs, cfg.batch), imgsz=cand.imgsz, batch=cfg.batch,
-                        device=cfg.device, seed=seed, deterministic=False, fraction=cfg.fraction)
-            if init:
-                args["pretrained"] = str(init)  # Ultralytics loads it into the model built from the YAML
-            jobs.append(({"yaml": str(yaml_path), "data": str(ctx.data), "project": str(ctx.run_dir / "final"),
-                          "name": f"{label}-s{seed}", "verbose": cfg.verbose, "args": args}, label, i, key))
-    workers = final_workers(cfg)
-    if jobs:
-        print(f"ultranas: final stage: {len(jobs)} training(s) at {cfg.imgsz} px, {cfg.final_epochs} epochs, "
-              f"seeds {','.join(map(str, cfg.final_seeds))}" + (f", {workers} at a time" if workers > 1 else ""),
-              flush=True)
-    for n, (job, label, i, key, result) in enumerate(_run(jobs, workers), 1):
-        cache.put(key, result)
-        results[label][i] = result
-        print(f"ultranas: final {n}/{len(jobs)}: {label} seed {job['args']['seed']}: mAP50-95 {result['map']:.4f} "
-              f"({result['train_s']:.0f} s)", flush=True)
-    return results
-
-
-def _inherited(ctx, label: str, cand) -> Path:
-    """The design's weights inherited from the run's supernet (batch norm re-estimated), as a checkpoint."""
-    path = ctx.run_dir / "final" / f"{label}.inherited.pt"
-    if not path.is_file():
-        ultra.save_trained(ctx.estimator.model(cand), path)
-    return path
-
-
-def _run(jobs: list[tuple], workers: int):
-    """Yield (job, label, index, key, result) as trainings finish; in this process, or in ``workers`` processes."""
-    if workers <= 1 or len(jobs) <= 1:
-        for job, label, i, key in jobs:
-            yield job, label, i, key, _train_final(job)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_final, {**job, "threads": threads}): (job, label, i, key)
-                   for job, label, i, key in jobs}
-        for fut in as_completed(futures):
-            job, label, i, key = futures[fut]
-            yield job, label, i, key, fut.result()
-
-
 # -- choosing what to compare -----------------------------------------------------------------------------------
-def _pool(ctx) -> list[optuna.trial.FrozenTrial]:
-    """Completed, trained designs, best first: re-ranked ones (``--rerank``) by their mAP, then by search score."""
-    from .rerank import rank_key, records, rerank_setting
+def _pool(ctx) -> tuple[list[optuna.trial.FrozenTrial], dict]:
+    """Completed, trained designs, best first: re-ranked ones (``--rerank``) by their mAP, then by search score;
+    equal scores: the faster design first. Also returns the re-rank records."""
+    from .rerank import records, rerank_setting
 
     done = [t for t in ctx.study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
             if "genotype" in t.user_attrs and not t.user_attrs.get("duplicate_of") and "metrics" in t.user_attrs]
     known = records(ctx.study, rerank_setting(ctx.cfg)) if ctx.cfg.rerank else {}
-    return sorted(done, key=lambda t: rank_key(t, known))
+    return sorted(done, key=lambda t: (*_rank(t, known), t.user_attrs.get("info", {}).get("latency_ms", 0.0))), known
 
 
-def select(ctx, ref_cand, reference: str, pool, tries: int = 8):
-    """The best-scoring trial whose latency, timed interleaved with the reference here and now, is not higher."""
-    for t in pool[:tries * 4]:
+def _rank(t, known: dict) -> tuple:
+    """The rank key, scores rounded to 1e-6: closer scores are a tie (the faster design wins)."""
+    from .rerank import rank_key
+
+    group, score = rank_key(t, known)
+    return group, round(score, 6)
+
+
+def no_accuracy_signal(pool, known: dict) -> bool:
+    """Whether every design (at least two) scored the same, at the search's and at the re-rank's fidelity."""
+    return len(pool) >= 2 and len({_rank(t, {})[1] for t in pool}) == 1 and len({round(r["score"], 6)
+                                                                                 for r in known.values()}) <= 1
+
+
+def pick(ranks: list[tuple], ratios: list[float]) -> int | None:
+    """Index of the winner among designs sorted best rank first: the best rank with a latency ratio <= 1; of equal
+    ranks, the lowest ratio. ``None`` when none is fast enough."""
+    best = None
+    for i, (rank, ratio) in enumerate(zip(ranks, ratios)):
+        if best is not None and rank != ranks[best]:
+            break  # every design of the best rank that fits has been seen
+        if ratio <= 1.0 and (best is None or ratio < ratios[best]):
+            best = i
+    return best
+
+
+def choose(ctx, band: Band, pool, known: dict, tries: int = 8) -> dict:
+    """One latency session for ``band``: up to ``tries`` of the best designs not clearly slower than the reference,
+    the reference and the hand-designed points of up to ``POINT_GFLOPS`` times its GFLOPs (and the next faster
+    reference), timed round-robin. The winner is the best-ranked design at most as fast as the reference in that
+    session (equal rank: the fastest); the points are those the session puts in the band."""
+    reference, ref = band.reference, ctx.reference(band.reference)
+    trials = []
+    for t in pool:
         vs = t.user_attrs.get("info", {}).get("latency_vs", {}).get(reference)
-        cand = ctx.candidate(t.user_attrs["genotype"], ctx.run_dir)
-        if vs is None:
-            vs = ctx.meter.versus(cand, ref_cand)
-        if vs["ratio"] > 1.0 + ctx.meter.margin:
-            continue  # clearly slower: no need to time it again
-        tries -= 1
-        check = ctx.meter.versus(cand, ref_cand, interleave=True)
-        ctx.meter.release(cand)
-        if check["ratio"] <= 1.0:
-            return t, cand, check
-        print(f"ultranas: trial {t.number} re-timed here at {check['ratio']:.3f}x {reference}'s latency "
-              f"(searched at {vs['ratio']:.3f}x): not allowed, trying the next design", flush=True)
-        if tries <= 0:
+        if vs is None or vs["ratio"] <= 1.0 + ctx.meter.margin:  # clearly slower ones are not timed again
+            trials.append(t)
+        if len(trials) >= tries:
             break
-    return None, None, None
+    cands = {t.number: ctx.candidate(t.user_attrs["genotype"], ctx.run_dir) for t in trials}
+    baselines = points_first(ctx.space.points, getattr(ctx, "profile", None), kept_points(ctx.cfg))
+    points = {name: c for name, g in baselines for c in [ctx.candidate(g, ctx.run_dir)]
+              if name == band.faster or c.info["gflops"] <= POINT_GFLOPS * ref.info["gflops"]}
+    timed = {c.design_hash: c for c in [*cands.values(), *points.values()] if c.design_hash != ref.design_hash}
+    recs, session = ctx.meter.session(list(timed.values()), ref)
+    lat = {h: r for h, r in zip(timed, recs)}
+    lat[ref.design_hash] = {"ms": session["ref_ms"], "ratio": 1.0, "how": "same design"}
+    ratios = [lat[cands[t.number].design_hash]["ratio"] for t in trials]
+    i = pick([_rank(t, known) for t in trials], ratios)
+    for t, ratio in zip(trials[:len(trials) if i is None else i], ratios):
+        if ratio > 1.0:
+            print(f"ultranas: trial {t.number} timed at {ratio:.3f}x {reference}'s latency in the final session: "
+                  "not allowed", flush=True)
+    winner, found = (None, ref) if i is None else (trials[i], cands[trials[i].number])
+    faster_ms = lat[points[band.faster].design_hash]["ms"] if band.faster else None
+    in_band = {name: c for name, c in points.items() if name == reference or band.holds(
+        {reference: lat[c.design_hash], **({band.faster: {"ratio": lat[c.design_hash]["ms"] / faster_ms}}
+                                           if band.faster else {})})}
+    if session.get("others") is not None and session["others"] > CONTENDED:
+        print(f"ultranas: warning: other processes used {100 * session['others']:.0f} % of this machine's CPU while "
+              f"the final latencies under {reference} were timed: ratios are interleaved and comparable, absolute ms "
+              "may be inflated", flush=True)
+    return {"reference": reference, "ref": ref, "winner": winner, "found": found, "points": in_band, "latency": lat,
+            "session": session}
 
 
+def _design_label(ctx, cand) -> str:
+    return ctx.point_hashes.get(cand.design_hash) or f"design-{cand.design_hash}"
+
+
+# -- the stage --------------------------------------------------------------------------------------------------
 def final_stage(ctx) -> list[dict]:
-    """Retrain the winners, their references and the hand-designed points under each reference's latency; write
-    ``found_*.pt`` and ``comparison.csv``; print the table and one verdict per reference."""
-    cfg, pool = ctx.cfg, _pool(ctx)
+    """Retrain the winners, their references and the hand-designed points under each reference's latency; judge
+    them on the verdict split; write ``found_*.pt`` and ``comparison.csv``; print the table and the verdicts."""
+    cfg, (pool, known) = ctx.cfg, _pool(ctx)
     names = labels(cfg.references)
-    plan = []
     bands = make_bands(cfg.references, {r: ctx.meter.reference(ctx.reference(r))["median_ms"] for r in cfg.references})
-    for band in bands:
-        reference, ref = band.reference, ctx.reference(band.reference)
-        winner, found, check = select(ctx, ref, reference, pool)
-        points = {}  # hand-designed points in the reference's band: no slower, and slower than the next faster one
-        for name, g in ctx.space.points.items():
-            cand = ctx.candidate(g, ctx.run_dir)
-            vs = {r: ctx.meter.versus(cand, ctx.reference(r)) for r in filter(None, (reference, band.faster))}
-            if band.holds(vs) or name == reference:  # the reference always stands beside its found design
-                points[name] = (cand, vs[reference])
-        plan.append((reference, ref, winner, found or ref, check or {"ratio": 1.0, "how": "same design"}, points))
+    plan = [choose(ctx, band, pool, known) for band in bands]
     designs, need_weights = {}, set()
-    for *_, found, _check, points in plan:
-        for cand in (found, *(c for c, _ in points.values())):
-            ctx.judge(cand)  # latency facts for the table (measured once, cached)
-        flabel = _design_label(ctx, found)
-        designs[flabel] = (found, found.genotype)
+    for p in plan:
+        flabel = _design_label(ctx, p["found"])
+        designs[flabel] = (p["found"], p["found"].genotype)
         need_weights.add(flabel)
-        for name, (cand, _) in points.items():
+        for name, cand in p["points"].items():
             designs.setdefault(name, (cand, cand.genotype))
     int8 = next((o for o in ctx.objectives if o.name == "int8_drop"), None)
     results = train_all(ctx, designs, set(designs) if int8 else need_weights)
     int8_facts = int8_all(ctx, int8, designs, results) if int8 else {}
+    matches = {label: [ImageMatches.load(r["matches"]) for r in runs] for label, runs in results.items()}
+    no_signal = no_accuracy_signal(pool, known)
     rows = []
-    for reference, ref, winner, found, check, points in plan:
-        flabel, out = _design_label(ctx, found), ctx.run_dir / f"{names[reference]}.pt"
-        stats = {label: Stats.of(results[label]) for label in [flabel, *points]}
-        best_hand = max(points, key=lambda p: stats[p].mean) if points else reference
-        lines = verdict_lines(names[reference], stats[flabel], reference, stats[reference], best_hand,
-                              stats[best_hand], check["ratio"], flabel if flabel in ctx.space.points else None,
-                              winner is None)
-        best_seed = max(range(len(cfg.final_seeds)), key=lambda i: results[flabel][i]["map"])
-        nas_info = {
-            "ultranas_version": __version__, "space": ctx.space.name, "space_version": ctx.space.version,
-            "genotype": found.genotype, "hash": found.design_hash, "imgsz": found.imgsz,
-            "proxy_imgsz": found.proxy_imgsz, "reference": reference, "objectives": list(cfg.objectives),
-            "search_trial": winner.number if winner else None,
-            "search_score": winner.user_attrs["metrics"]["score"] if winner else None,
-            "rerank": ctx.study.user_attrs.get(f"rerank:{found.design_hash}") if winner else None,
-            "is_hand_designed": flabel in ctx.space.points, "same_as_reference": found.design_hash == ref.design_hash,
-            "run": str(ctx.run_dir.resolve()), "data": cfg.data, "final_epochs": cfg.final_epochs,
-            "final_seeds": list(cfg.final_seeds), "best_seed": cfg.final_seeds[best_seed],
-            "map50_95": stats[flabel].as_dict(), "reference_map50_95": stats[reference].as_dict(),
-            "best_hand_designed": best_hand, "best_hand_designed_map50_95": stats[best_hand].as_dict(),
-            "latency_ms": found.info.get("latency_ms"), "latency_ratio": round(check["ratio"], 4),
-            "latency_how": check["how"], "latency_target": cfg.latency_target, "verdict": lines,
-        }
-        if flabel in int8_facts:
-            nas_info["int8"] = int8_facts[flabel]
-        ultra.write_nas_checkpoint(results[flabel][best_seed]["best"], out, nas_info)
-        for label, cand, role in [(flabel, found, "found"), *((p, points[p][0], "reference" if p == reference else
-                                                             "hand-designed") for p in points)]:
-            ratio = check["ratio"] if role == "found" else points[label][1]["ratio"]
-            rows.append(_row(cfg, reference, out.stem if role == "found" else label, role, cand, results[label],
-                             ratio, lines[0] if role == "found" else "", int8_facts.get(label)))
-        for line in lines:
-            print(f"ultranas: {line}")
+    for p in plan:
+        rows += _judge(ctx, p, names[p["reference"]], results, matches, int8_facts, no_signal)
     atomic_write_csv(ctx.run_dir / "comparison.csv", rows)
     print_table(rows)
-    scores = [t.user_attrs["metrics"]["score"] for t in pool]
-    if scores and max(scores) - min(scores) < 1e-6:
+    if no_signal:
         print("ultranas: warning: every design scored the same, so the choice above rests on latency alone. The data "
               "or the budget gives no accuracy signal (coco8 from scratch never does): use a learnable dataset, more "
               "--epochs or a larger --proxy-imgsz, and check with 'ultranas calibrate'.")
     return rows
 
 
-def _design_label(ctx, cand) -> str:
-    for name, g in ctx.space.points.items():
-        if ctx.space.design_hash(g, ctx.nc) == cand.design_hash:
-            return name
-    return f"design-{cand.design_hash}"
+def _judge(ctx, p: dict, found_name: str, results, matches, int8_facts, no_signal: bool) -> list[dict]:
+    """The verdict for one reference: intervals, ``found_*.pt``, printed lines and the comparison rows."""
+    cfg, reference, found, lat = ctx.cfg, p["reference"], p["found"], p["latency"]
+    flabel = _design_label(ctx, found)
+    labels_ = list(dict.fromkeys([flabel, *p["points"]]))
+    stats = {label: Stats.of(results[label]) for label in labels_}
+    hands = [n for n in p["points"] if n != flabel] or [reference]
+    best_hand = max(hands, key=lambda n: stats[n].mean)
+    group = {label: matches[label] for label in labels_}
+    n_boot = resample_budget(group)
+    print(f"ultranas: confidence intervals under {reference}: {n_boot} paired resamples of "
+          f"{len(group[flabel][0].files)} {ctx.splits.judge_on} images and the seeds", flush=True)
+    boot = resampled_maps(group, n_boot, seed=cfg.seed)
+    gaps = {label: gap(group[label], group[reference], boot[label], boot[reference]) for label in labels_}
+    vs_hand = gap(group[flabel], group[best_hand], boot[flabel], boot[best_hand])
+    judged = Judged(ctx.splits.judge_on, gaps[flabel].n_images, ctx.splits.independent, no_signal)
+    ratio = lat[found.design_hash]["ratio"]
+    lines = verdict_lines(found_name, stats[flabel], reference, stats[reference], gaps[flabel], best_hand,
+                          stats[best_hand], vs_hand, ratio, judged, flabel if flabel in ctx.space.points else None,
+                          p["winner"] is None)
+    winner = p["winner"]
+    out = ctx.run_dir / f"{found_name}.pt"
+    nas_info = {
+        "ultranas_version": __version__, "space": ctx.space.name, "space_version": ctx.space.version,
+        "genotype": found.genotype, "hash": found.design_hash, "imgsz": found.imgsz,
+        "proxy_imgsz": found.proxy_imgsz, "reference": reference, "objectives": list(cfg.objectives),
+        "search_trial": winner.number if winner else None,
+        "search_score": winner.user_attrs["metrics"]["score"] if winner else None,
+        "rerank": ctx.study.user_attrs.get(f"rerank:{found.design_hash}") if winner else None,
+        "is_hand_designed": flabel in ctx.space.points, "same_as_reference": found.design_hash == p["ref"].design_hash,
+        "run": str(ctx.run_dir.resolve()), "data": cfg.data, "final_epochs": cfg.final_epochs,
+        "final_seeds": list(cfg.final_seeds), "shipped_seed": cfg.final_seeds[0],  # not picked on the verdict split
+        "selected_on": ctx.splits.select_on, "judged_on": ctx.splits.judge_on, "n_images": judged.n_images,
+        "independent_verdict": ctx.splits.independent, "no_accuracy_signal": no_signal,
+        "map50_95": stats[flabel].as_dict(), "reference_map50_95": stats[reference].as_dict(),
+        "gap_vs_reference": _gap_dict(gaps[flabel]), "best_hand_designed": best_hand,
+        "best_hand_designed_map50_95": stats[best_hand].as_dict(), "gap_vs_best_hand_designed": _gap_dict(vs_hand),
+        "latency_ms": round(lat[found.design_hash]["ms"], 4), "latency_ratio": round(ratio, 4),
+        "latency_how": lat[found.design_hash]["how"], "latency_target": cfg.latency_target, "verdict": lines,
+    }
+    if flabel in int8_facts:
+        nas_info["int8"] = int8_facts[flabel]
+    ultra.write_nas_checkpoint(results[flabel][0]["best"], out, nas_info)
+    for line in lines:
+        print(f"ultranas: {line}")
+    rows = []
+    for label, role in [(flabel, "found"), *((n, "reference" if n == reference else "hand-designed")
+                                             for n in p["points"])]:
+        cand = found if role == "found" else p["points"][label]
+        row = _row(cfg, reference, out.stem if role == "found" else label, role, cand, results[label], lat,
+                   None if role == "reference" else gaps[label], judged, lines[0] if role == "found" else "",
+                   int8_facts.get(label))
+        if role == "found":
+            row.update({f"vs_best_hand_{k}": v for k, v in _gap_cols(vs_hand).items()}, best_hand=best_hand)
+        rows.append(row)
+    return rows
 
 
-def int8_all(ctx, int8, designs: dict[str, tuple], results: dict[str, list[dict]]) -> dict[str, dict]:
-    """Each final design shipped in INT8 (OpenVINO, NNCF): mAP50-95 of every seed's weights, the drop from fp32,
-    and the INT8 latency (``openvino-cpu-int8``); cached in the study beside the trainings."""
-    from .objectives.latency import cached_latency
-
-    out = {}
-    for label, (cand, _) in designs.items():
-        runs = []
-        for res in results[label]:
-            weights = hashlib.sha1(Path(res["best"]).read_bytes()).hexdigest()[:16]
-            key = f"final-int8:{weights}|{cand.imgsz}|{int8.version}"
-            if (hit := ctx.study.user_attrs.get(key)) is None:
-                hit = int8.metrics(res["best"], cand.imgsz)
-                ctx.study.set_user_attr(key, hit)
-            runs.append(hit)
-        lat = cached_latency(cand.model_dict, cand.design_hash, cand.imgsz, "openvino-cpu-int8", ctx.meter.cache)
-        maps = Stats.of(runs, "int8_map")
-        out[label] = {"map50_95": maps.as_dict(), "drop_mean": Stats.of(runs, "int8_drop").mean,
-                      "latency_ms": lat["median_ms"], "latency_target": "openvino-cpu-int8"}
-        print(f"ultranas: INT8 {label}: mAP50-95 {maps.mean:.4f} (drop {out[label]['drop_mean']:+.4f}), "
-              f"{lat['median_ms']:.2f} ms on openvino-cpu-int8", flush=True)
-    return out
+def _gap_cols(g) -> dict:
+    """A gap in points with its interval (blank for none)."""
+    if g is None:
+        return {"gap_pts": "", "ci_low_pts": "", "ci_high_pts": ""}
+    return {"gap_pts": round(100 * g.value, 2), "ci_low_pts": round(100 * g.low, 2),
+            "ci_high_pts": round(100 * g.high, 2)}
 
 
-def _row(cfg, reference, model, role, cand, runs, ratio, verdict, int8: dict | None = None) -> dict:
-    s = Stats.of(runs)
-    row = {"reference": reference, "model": model, "role": role, "hash": cand.design_hash}
+def _gap_dict(g) -> dict:
+    return {**_gap_cols(g), "verdict": g.verdict, "n_images": g.n_images, "resamples": g.n_boot}
+
+
+def _row(cfg, reference, model, role, cand, runs, lat, g, judged: Judged, verdict, int8: dict | None = None) -> dict:
+    s, t = Stats.of(runs), lat[cand.design_hash]
+    row = {"reference": reference, "model": model, "role": role, "hash": cand.design_hash,
+           "judged_on": judged.split, "n_images": judged.n_images}
     row.update({f"map50_95_s{seed}": round(r["map"], 4) for seed, r in zip(cfg.final_seeds, runs)})
     row.update({"map50_95_mean": round(s.mean, 4), "map50_95_sd": round(s.sd, 4) if s.n > 1 else "",
-                "map50_mean": round(sum(r["map50"] for r in runs) / len(runs), 4), "seeds": s.n,
-                "latency_ms": round(cand.info.get("latency_ms") or 0.0, 3), "latency_ratio": round(ratio, 3),
+                "map50_mean": round(sum(r["map50"] for r in runs) / len(runs), 4), "seeds": s.n, **_gap_cols(g),
+                "latency_ms": round(t["ms"], 3), "latency_ratio": round(t["ratio"], 3),
+                "latency_ratio_p10": round(t.get("ratio_p10", t["ratio"]), 3),
+                "latency_ratio_p90": round(t.get("ratio_p90", t["ratio"]), 3),
                 "params": cand.info["params"], "gflops": round(cand.info["gflops"], 3), "imgsz": cand.imgsz,
                 "proxy_imgsz": cand.proxy_imgsz, "final_epochs": cfg.final_epochs,
                 "train_s": round(sum(r["train_s"] for r in runs), 1), "verdict": verdict})

@@ -7,7 +7,7 @@ import contextlib
 import torch
 
 from .config import SearchConfig
-from .data import check_dataset
+from .data import check_dataset, load_data_yaml
 from .errors import UserError
 from .estimation import make_estimator
 from .objectives import make_objectives
@@ -19,8 +19,9 @@ def preflight(cfg: SearchConfig) -> None:
     """Fail on bad settings before anything is written."""
     from .estimation import ESTIMATORS
     from .objectives.latency import get_target
+    from .splits import choose
 
-    check_dataset(cfg.data, cfg.coco128)
+    choose(cfg, load_data_yaml(check_dataset(cfg.data, cfg.coco128)))  # a split the data lacks fails here
     from .config import search_workers
 
     search_workers(cfg)  # a bad ULTRANAS_WORKERS fails here

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import types
+import typing
 import warnings
 from pathlib import Path
 
@@ -9,10 +13,11 @@ import optuna
 
 from .config import RESUME_SAFE, SearchConfig
 from .errors import UserError
+from .safe_yaml import read_text, safe_load
 
 # settings that define what a trial's numbers mean: a study made with others must not be joined or resumed with these
 DEFINING = ("data", "space", "objectives", "focus", "band_floor", "estimator", "trainer", "score", "proxy", "epochs", "imgsz",
-            "proxy_imgsz", "batch", "fraction", "single_cls", "seeds", "halving", "rungs", "eta", "max_latency",
+            "proxy_imgsz", "batch", "fraction", "select_on", "judge_on", "select_share", "single_cls", "seeds", "halving", "rungs", "eta", "max_latency",
             "max_params", "max_gflops", "latency_le", "latency_target", "latency_lut", "references")
 
 
@@ -70,6 +75,8 @@ def open_study(cfg: SearchConfig, run_dir: Path, resume: bool = False) -> optuna
     elif diffs := _differences(stored, cfg):
         raise UserError(f"study '{cfg.name}' in {url} was made with other settings: {'; '.join(diffs[:3])}; "
                         "use a new --name (or 'ultranas worker' to join it with its own settings)")
+    elif resume:
+        _adopt(study, cfg, run_dir, url)
     from .objectives import metric_names
 
     names = metric_names(cfg.objectives, cfg.score)
@@ -78,6 +85,18 @@ def open_study(cfg: SearchConfig, run_dir: Path, resume: bool = False) -> optuna
         if study.metric_names != names:
             study.set_metric_names(names)  # named columns in optuna-dashboard
     return study
+
+
+def _adopt(study: optuna.Study, cfg: SearchConfig, run_dir: Path, url: str) -> None:
+    """A resumed study that recorded another run folder: adopted when its file is inside this run (a copied or moved
+    run: workers then write here), refused when it is kept elsewhere (it belongs to the run it recorded)."""
+    recorded, here = study.user_attrs.get("run_dir"), str(Path(run_dir).resolve())
+    if not recorded or recorded == here:
+        return
+    if not _own_storage(url, run_dir):
+        raise UserError(f"--resume {run_dir}: study '{cfg.name}' in {url} belongs to the run {recorded}; resume that "
+                        "run (this folder is a copy or was moved)")
+    study.set_user_attr("run_dir", here)
 
 
 def new_run_dir(cfg: SearchConfig) -> Path:
@@ -106,6 +125,61 @@ def check_writable(run_dir: Path) -> None:
         raise UserError(f"cannot write to the run directory {run_dir}: {e.strerror}") from None
 
 
+def config_from(stored, where: str) -> SearchConfig:
+    """Search settings stored by a run (its args.yaml, or a study's ``config``): a mapping of known settings, each
+    value of its setting's type (``epochs`` a whole number, ``seeds`` a list of them ...), then validated."""
+    if not isinstance(stored, dict):
+        raise UserError(f"{where} must be a mapping of search settings")
+    hints = typing.get_type_hints(SearchConfig)
+    for key, value in stored.items():
+        if key not in hints:
+            raise UserError(f"{where}: unknown setting {str(key)[:40]!r}")
+        if not _fits(value, hints[key]) and not (key == "device" and _fits(value, int)):
+            raise UserError(f"{where}: setting '{key}' has a value of the wrong type ({type(value).__name__} "
+                            f"{str(value)[:40]!r})")
+    try:
+        return SearchConfig.from_dict(stored).validate()
+    except (TypeError, ValueError, re.error) as e:
+        raise UserError(f"{where}: {str(e).splitlines()[0][:200]}") from None
+
+
+def _fits(value, hint) -> bool:
+    """Whether ``value`` is of type ``hint`` as a YAML file holds it (``int | None``, ``list[str]``, ``float`` ...)."""
+    if isinstance(hint, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        return isinstance(value, list) and all(_fits(v, typing.get_args(hint)[0]) for v in value)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def first_link(folder: Path, links_under: tuple[str, ...] = ()) -> Path | None:
+    """The first symbolic link in ``folder`` (itself included) that writes into it could go through; file links in
+    the sub-folders ``links_under`` (a search run's ``splits`` link to the dataset's images, read only) pass."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        return folder
+    for root, dirs, files in os.walk(folder):
+        under = Path(root).relative_to(folder).parts[:1]
+        for name in dirs + files:
+            path = Path(root) / name
+            if path.is_symlink() and not (name in files and under and under[0] in links_under):
+                return path
+    return None
+
+
+def check_no_links(run_dir: Path) -> None:
+    """A search run's folder must hold no symbolic link its writes could follow out of it (one line naming it)."""
+    if link := first_link(run_dir, links_under=("splits",)):
+        raise UserError(f"run {run_dir} holds the symbolic link {link}: writes into the run would go through it; "
+                        "remove it (or copy the run without links)")
+
+
 def load_run(resume: str | Path, given: dict | None = None) -> tuple[SearchConfig, Path]:
     """The stored settings of run ``resume``, with the ``given`` ones applied where that is safe.
 
@@ -119,10 +193,10 @@ def load_run(resume: str | Path, given: dict | None = None) -> tuple[SearchConfi
     if not args.is_file():
         raise UserError(f"--resume {run_dir}: no args.yaml there; give a run directory made by 'ultranas search'")
     try:
-        cfg = SearchConfig.from_dict(yaml.safe_load(args.read_text()))
-    except (yaml.YAMLError, TypeError, UnicodeDecodeError) as e:
+        stored = safe_load(read_text(args, "run settings"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
         raise UserError(f"{args} is damaged: {str(e).splitlines()[0]}") from None
-    cfg.validate()
+    cfg = config_from(stored, str(args))
     given = dict(given or {})
     unknown = sorted(set(given) - set(cfg.to_dict()))
     if unknown:
@@ -174,11 +248,40 @@ def check_storage_url(url: str, connect: bool = False) -> None:
             raise UserError(f"cannot open the study storage {url}: {str(e).splitlines()[0][:200]}") from None
 
 
+def _own_storage(url: str, run_dir: Path) -> bool:
+    """Whether ``url`` is a study file inside the run folder ``run_dir`` (a copy of the run copies it too)."""
+    from .storage import storage_file
+
+    file = storage_file(url)
+    return file is not None and file.parent == Path(run_dir).resolve()
+
+
+def _check_study_run(cfg: SearchConfig, run_dir: Path) -> None:
+    """A resumed run's study kept outside the run (``--storage``) must belong to this run: a study file inside another
+    run, or a SQLite study that recorded another run folder (this one is a copy), is refused before anything is
+    written (database servers and journals: checked by :func:`open_study`)."""
+    from .storage import recorded_run_dir, storage_file
+
+    url, here = cfg.storage, Path(run_dir).resolve()
+    file = storage_file(url)
+    if file is None or file.parent == here:
+        return
+    if (file.parent / "args.yaml").is_file():
+        raise UserError(f"--resume {run_dir}: its study file {file} lies in another run ({file.parent}); resume "
+                        "that run (a copied run keeps its study file in the copy)")
+    recorded = recorded_run_dir(file, cfg.name) if file.is_file() and url.startswith("sqlite") else None
+    if recorded and Path(recorded).resolve() != here:
+        raise UserError(f"--resume {run_dir}: study '{cfg.name}' in {url} belongs to the run {recorded}; resume "
+                        "that run (this folder is a copy or was moved)")
+
+
 def check_resumable(cfg: SearchConfig, run_dir: Path) -> None:
     """A run's own SQLite study must exist and hold the study (an empty or replaced file is refused untouched)."""
     import sqlite3
 
+    check_no_links(run_dir)
     if cfg.storage:
+        _check_study_run(cfg, run_dir)
         return  # a database server or journal: open_study(resume=True) checks the study exists
     db = run_dir / "study.db"
     if not db.is_file() or db.stat().st_size == 0:

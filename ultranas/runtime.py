@@ -1,9 +1,11 @@
 """Ultralytics in a safe offline mode, in two steps: switches at ``import ultranas``, settings at first use.
 
-:func:`configure_env` runs at ``import ultranas`` and only sets environment variables, so it is cheap and comes
-before anything imports Ultralytics (which reads them at import):
-- ``YOLO_CONFIG_DIR``: Ultralytics gets its own config dir (``$ULTRANAS_HOME/ultralytics``) unless one is set, so
-  the user's global settings are not rewritten and ``DATASETS_DIR``/``RUNS_DIR`` are ours;
+:func:`configure_env` runs at ``import ultranas`` and only sets environment variables, so it is cheap, creates
+nothing in the user's folders and cannot fail (``ultranas --help`` works whatever ``HOME`` is); it comes before
+anything imports Ultralytics (which reads them at import):
+- ``YOLO_CONFIG_DIR``: unless one is set, Ultralytics gets a private config dir for this process (a fresh temporary
+  folder, removed at exit; child processes share it), so the user's global settings are never read or rewritten
+  and a refused command leaves nothing behind (Ultralytics writes ``settings.json`` there when it is imported);
 - ``YOLO_OFFLINE`` (no online check, hence no analytics sync), ``YOLO_AUTOINSTALL=false`` (no pip installs),
   ``YOLO_VERBOSE=false``;
 - ``ULTRALYTICS_SAFE_LOAD=1``: every checkpoint load uses Ultralytics' restricted (``weights_only``) unpickler;
@@ -12,29 +14,38 @@ before anything imports Ultralytics (which reads them at import):
 - ``OMP_NUM_THREADS=1`` unless set: the default Ultralytics sets when it is imported, set here because torch may now
   be imported first (one thread per process, as before: latency timings and parallel workers rely on it).
 
-:func:`setup` runs when the door to Ultralytics (``ultranas.ultra``) is first used. With Ultralytics' own settings
-API it turns off sync and every integration callback (mlflow, comet, clearml, ...), and it ships the fonts
-Ultralytics would download (matplotlib's DejaVu Sans stands in for Arial). Two things have no official switch and
-stay patches, each documented where it is made: the CUDA AMP check, which downloads ``yolo26n.pt``
-(:func:`patch_amp_check`, applied when the trainer is first needed), and, only when Ultralytics was imported before
-ultranas (too late for the environment switch), the safe-load flag.
+ultranas' own folder (``$ULTRANAS_HOME``, default ``~/.config/ultranas``: checked copies of data YAMLs) is named by
+:func:`home_dir`, checked when a command first needs it and created by what writes there.
+
+:func:`setup` runs when the door to Ultralytics (``ultranas.ultra``) is first used. It checks a ``YOLO_CONFIG_DIR``
+the user set (one line naming it when it is not a usable folder); with Ultralytics' own settings API it turns off
+sync and every integration callback (mlflow, comet, clearml, ...), and it ships the fonts Ultralytics would download
+(matplotlib's DejaVu Sans stands in for Arial). Two things have no official switch and stay patches, each documented
+where it is made: the CUDA AMP check, which downloads ``yolo26n.pt`` (:func:`patch_amp_check`, applied when the
+trainer is first needed), and, only when Ultralytics was imported before ultranas (too late for the environment
+switch), the safe-load flag.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import importlib.util
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-HOME = Path(os.environ.get("ULTRANAS_HOME", Path.home() / ".config" / "ultranas")).expanduser()
+from .errors import UserError
+
 _INTEGRATIONS = ("clearml", "comet", "dvc", "hub", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
 _done: set[str] = set()
 
 
 def configure_env() -> None:
-    """Ultralytics' environment switches (read when it is imported); cheap: no import of Ultralytics or torch."""
+    """Ultralytics' environment switches (read when it is imported); cheap: no import of Ultralytics or torch, nothing
+    created but this process's private Ultralytics config dir (in the temporary folder), and nothing raised."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "false")
@@ -42,23 +53,145 @@ def configure_env() -> None:
     os.environ.setdefault("NNCF_CI", "1")  # NNCF's switch for its telemetry (read at its import): nothing is sent
     if not os.environ.get("OMP_NUM_THREADS"):
         os.environ["OMP_NUM_THREADS"] = "1"  # as ``import ultralytics`` does, before torch reads it
-    if "ultralytics" not in sys.modules:
-        os.environ.setdefault("YOLO_CONFIG_DIR", str(HOME / "ultralytics"))
-    Path(os.environ.get("YOLO_CONFIG_DIR", HOME)).mkdir(parents=True, exist_ok=True)
+    if "ultralytics" not in sys.modules and not os.environ.get("YOLO_CONFIG_DIR"):
+        private = _private_config_dir()
+        if private is not None:
+            os.environ["YOLO_CONFIG_DIR"] = private
+            _matplotlib_fallback(Path(private) / "matplotlib")
+
+
+def _matplotlib_fallback(folder: Path) -> None:
+    """Where matplotlib's own folder (``~/.config/matplotlib``) cannot be made, it warns on stderr and uses a temporary
+    one; point ``MPLCONFIGDIR`` at ours instead, quietly. A usable default is left alone (its font cache persists)."""
+    if os.environ.get("MPLCONFIGDIR") or not sys.platform.startswith("linux"):
+        return
+    try:
+        default = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "matplotlib"
+    except RuntimeError:  # no home folder
+        default = None
+    if default is None or unusable_folder(default):
+        os.environ["MPLCONFIGDIR"] = str(folder)
+
+
+def _private_config_dir() -> str | None:
+    """A fresh folder for Ultralytics' settings and fonts, private to this process (and the children it starts,
+    which inherit ``YOLO_CONFIG_DIR``), removed when this process exits; None when no temporary folder is usable
+    (then Ultralytics picks its own, as it does for any user). Folders left by killed processes are removed here."""
+    try:
+        tag = f"{_PRIVATE_PREFIX}{_host_tag()}-"
+        _remove_orphans(Path(tempfile.gettempdir()), tag)
+        path = tempfile.mkdtemp(prefix=f"{tag}{os.getpid()}-")
+    except OSError:
+        return None
+    atexit.register(_remove_private_dir, path, os.getpid())
+    return path
+
+
+_PRIVATE_PREFIX = "ultranas-ultralytics-"
+
+
+def _host_tag() -> str:
+    """This machine's name, hashed: a temporary folder shared with other machines (or containers) is left to them."""
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _remove_orphans(tmp: Path, tag: str) -> None:
+    """Private config folders of this machine whose process is gone (killed before its exit handler ran)."""
+    for folder in tmp.glob(f"{tag}*-*"):
+        pid = folder.name[len(tag):].split("-", 1)[0]
+        try:  # another process may be removing the same orphan
+            if pid.isdigit() and not _alive(int(pid)) and folder.stat().st_uid == getattr(os, "getuid", lambda: 0)():
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's (or a platform without signal 0: keep the folder)
+        return True
+    return True
+
+
+def _remove_private_dir(path: str, owner: int) -> None:
+    if os.getpid() == owner:  # a forked child that runs exit handlers must not remove its parent's folder
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _home_path() -> tuple[Path | None, str]:
+    """ultranas' folder as the environment names it, and the variable that names it (None: no home folder known)."""
+    given = os.environ.get("ULTRANAS_HOME")
+    try:
+        return (Path(given).expanduser(), "ULTRANAS_HOME") if given else (Path.home() / ".config" / "ultranas", "HOME")
+    except (RuntimeError, KeyError):  # no HOME and no user entry, or ~user of no user
+        return None, "ULTRANAS_HOME" if given else "HOME"
+
+
+def unusable_folder(path: Path) -> str | None:
+    """Why ``path`` cannot be (or become) a writable folder, in a few words; None when it can. Creates nothing."""
+    probe = path
+    try:
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir():
+            return f"{probe} is not a folder"
+        if not os.access(probe, os.W_OK | os.X_OK):
+            return f"{probe} is not writable"
+    except (OSError, ValueError) as e:
+        return getattr(e, "strerror", None) or str(e)
+    return None
+
+
+def home_dir() -> Path:
+    """ultranas' own folder (``$ULTRANAS_HOME``, default ``~/.config/ultranas``), checked, not created: the code
+    that writes there creates what it writes. One line naming the variable when it cannot be used."""
+    path, variable = _home_path()
+    if path is None:
+        raise UserError("cannot tell where ultranas keeps its files (no home folder): set ULTRANAS_HOME to a folder")
+    if why := unusable_folder(path):
+        where = f"ULTRANAS_HOME={path}" if variable == "ULTRANAS_HOME" else f"ultranas' folder {path} (in HOME)"
+        raise UserError(f"{where} cannot hold ultranas' files: {why}; set ULTRANAS_HOME to a writable folder")
+    return path
+
+
+def __getattr__(name: str):
+    if name == "HOME":  # ``from .runtime import HOME``: the folder, checked when it is needed (not at import)
+        return home_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _check_config_dir() -> None:
+    """A ``YOLO_CONFIG_DIR`` the user set must be a usable folder: Ultralytics would otherwise drop it silently."""
+    given = os.environ.get("YOLO_CONFIG_DIR")
+    if given and (why := unusable_folder(Path(given).expanduser())):
+        raise UserError(f"YOLO_CONFIG_DIR={given} cannot hold Ultralytics' settings: {why}; point it at a writable "
+                        "folder or unset it")
 
 
 def _ship_fonts(config_dir: Path) -> None:
+    """Matplotlib's DejaVu Sans as the Arial files Ultralytics would download (found without importing matplotlib,
+    which would create its own config folder in ``HOME``)."""
     missing = [config_dir / n for n in ("Arial.ttf", "Arial.Unicode.ttf") if not (config_dir / n).exists()]
-    if not missing:
+    spec = importlib.util.find_spec("matplotlib")
+    if not missing or spec is None or not spec.submodule_search_locations:
         return
-    import matplotlib
-
-    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    for target in missing:
-        if source.exists():
-            tmp = target.with_suffix(".tmp")
+    source = Path(spec.submodule_search_locations[0]) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+    if not source.is_file():
+        return
+    try:
+        for target in missing:  # processes sharing the folder (children, parallel test workers) copy side by side
+            tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
             shutil.copyfile(source, tmp)
             os.replace(tmp, target)
+    except OSError as e:
+        raise UserError(f"cannot write fonts to Ultralytics' config folder {config_dir}: {e.strerror}; set "
+                        "YOLO_CONFIG_DIR to a writable folder") from None
 
 
 @contextlib.contextmanager
@@ -81,6 +214,7 @@ def setup() -> None:
     if "setup" in _done:
         return
     configure_env()
+    _check_config_dir()
     from ultralytics import utils
 
     wanted = {"sync": False, **{k: False for k in _INTEGRATIONS if k in utils.SETTINGS}}

@@ -98,3 +98,34 @@ def check_study_exists(url: str) -> None:
         raise UserError(f"cannot open the study storage {url}: {e}") from None
     if "studies" not in tables:
         raise UserError(f"{path} holds no optuna study: start the study with 'ultranas search --storage {url}'")
+
+
+def storage_file(url: str) -> Path | None:
+    """The file of a SQLite or journal storage, resolved; None for a database server or an in-memory SQLite."""
+    if url.startswith("journal:") or url.endswith(".log"):
+        return Path(url.removeprefix("journal:")).expanduser().resolve()
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    try:
+        database = make_url(url).database
+    except Exception:
+        return None
+    return Path(database).expanduser().resolve() if database and database != ":memory:" else None
+
+
+def recorded_run_dir(db: Path, name: str) -> str | None:
+    """The run folder study ``name`` in the SQLite file ``db`` recorded (its ``run_dir`` attribute), read only."""
+    import json
+    import sqlite3
+
+    query = ("SELECT a.value_json FROM study_user_attributes a JOIN studies s ON a.study_id = s.study_id "
+             "WHERE s.study_name = ? AND a.key = 'run_dir'")
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            row = con.execute(query, (name,)).fetchone()
+        value = json.loads(row[0]) if row else None
+    except (sqlite3.Error, ValueError):
+        return None
+    return value if isinstance(value, str) else None

@@ -86,3 +86,26 @@ def gives_way(study: optuna.Study, trial: optuna.Trial, trials: int) -> bool:
     if params and (retry_of is not None or any(k in trial.user_attrs for k in KEPT_ON_RETRY)):
         requeue(study, params, trial.user_attrs, retry_of)
     return True
+
+
+def done_by_hash(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
+    return {t.user_attrs["hash"]: t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
+            if "hash" in t.user_attrs and not t.user_attrs.get("duplicate_of")}
+
+
+def seen_hashes(study: optuna.Study, space, nc: int) -> set[str]:
+    """Designs finished, running, queued or screened out already: not worth proposing again (a trial another worker
+    has just taken or queued has no hash yet: its design is hashed from its parameters)."""
+    seen = set()
+    for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE, TS.RUNNING, TS.PRUNED, TS.WAITING)):
+        if "hash" in t.user_attrs:
+            seen.add(t.user_attrs["hash"])
+        elif (g := t.params or t.system_attrs.get("fixed_params")) and set(g) == set(space.decisions):
+            seen.add(space.design_hash(g, nc))
+    return seen
+
+
+def best_score(study: optuna.Study) -> float | None:
+    scores = [t.user_attrs["metrics"]["score"] for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
+              if "score" in t.user_attrs.get("metrics", {})]
+    return max(scores) if scores else None

@@ -1,14 +1,16 @@
-"""A seed-honest verdict: means and spreads over the final seeds, and whether a gap exceeds seed noise.
+"""An honest verdict: mean ± sd over the final seeds per model, and for each gap a 95 % confidence interval from a
+paired bootstrap over the verdict split's images and the seeds (:mod:`ultranas.bootstrap`).
 
-A gap counts only when it is larger than twice the pooled seed standard deviation of the two models
-(``sqrt((sd_a**2 + sd_b**2) / 2)``); with one seed there is no noise estimate and the verdict says so.
+A gap is called ``better`` (or ``worse``) only when its whole interval lies above (below) 0; otherwise the models are
+not distinguishable on this verdict split with these seeds. The line names the split that judged and its size.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass
+
+from .bootstrap import Gap
 
 
 @dataclass(frozen=True)
@@ -39,44 +41,46 @@ class Stats:
                 "sd": round(self.sd, 4) if self.n > 1 else None}
 
 
-def pooled_sd(a: Stats, b: Stats) -> float:
-    return math.sqrt((a.sd ** 2 + b.sd ** 2) / 2)
+WORDS = {"better": "better (the interval is above 0)", "worse": "worse (the interval is below 0)",
+         "indistinguishable": "not distinguishable (the interval contains 0)"}
 
 
-def compare(a: Stats, b: Stats) -> str:
-    """``better``, ``worse``, ``indistinguishable`` (gap within twice the pooled seed sd) or ``one seed``."""
-    if min(a.n, b.n) < 2:
-        return "one seed"
-    gap = a.mean - b.mean
-    if abs(gap) <= 2 * pooled_sd(a, b):
-        return "indistinguishable"
-    return "better" if gap > 0 else "worse"
+@dataclass(frozen=True)
+class Judged:
+    """What the verdict split is: its name, and whether the search chose on the same images."""
+
+    split: str
+    n_images: int
+    independent: bool = True
+    no_signal: bool = False  # every design scored the same in the search
+
+    def basis(self, seeds: int) -> str:
+        return (f"95 % CI; {seeds} seed{'s' * (seeds > 1)}, {self.n_images} {self.split} images"
+                + ("" if self.independent else ", images the search or the training also saw"))
 
 
-_WORDS = {"better": "better beyond seed noise", "worse": "worse beyond seed noise",
-          "indistinguishable": "not distinguishable from seed noise",
-          "one seed": "one seed: no noise estimate (use --final-seeds 0,1,2)"}
-
-
-def verdict_lines(found_name: str, found: Stats, reference: str, ref: Stats, best_hand: str, hand: Stats,
-                  latency_ratio: float, found_design: str | None, no_searched: bool) -> list[str]:
+def verdict_lines(found_name: str, found: Stats, reference: str, ref: Stats, vs_ref: Gap, best_hand: str,
+                  hand: Stats, vs_hand: Gap | None, latency_ratio: float, judged: Judged, found_design: str | None,
+                  no_searched: bool) -> list[str]:
     """One line against the reference, one against the best hand-designed point under the same latency."""
-    gap = 100 * (found.mean - ref.mean)
-    lines = [f"{found_name}: {found} vs {reference} {ref} ({gap:+.1f} pts, {found.n} seed{'s' * (found.n > 1)}), "
-             f"latency {latency_ratio:.2f}x: {_WORDS[compare(found, ref)]}"]
+    lines = [f"{found_name}: {found} vs {reference} {ref}: {vs_ref.pts()} ({judged.basis(found.n)}), latency "
+             f"{latency_ratio:.2f}x: {WORDS[vs_ref.verdict]}"]
+    if judged.no_signal:
+        lines[0] = "no accuracy signal in the search (every design scored the same), so the choice rests on " \
+                   f"latency alone; {lines[0]}"
     if no_searched:
         lines[0] += f" [no searched design under {reference}'s latency completed: {found_name} IS {reference}]"
     elif found_design:
         lines[0] += f" [{found_name} is the hand-designed {found_design}]"
-    if best_hand != reference:
-        gap = 100 * (found.mean - hand.mean)
-        lines.append(f"{found_name} vs the best hand-designed point under {reference}'s latency, {best_hand} {hand} "
-                     f"({gap:+.1f} pts): {_WORDS[compare(found, hand)]}")
+    if best_hand != reference and vs_hand is not None:
+        lines.append(f"{found_name} vs the best hand-designed point under {reference}'s latency, {best_hand} {hand}: "
+                     f"{vs_hand.pts()}: {WORDS[vs_hand.verdict]}")
     return lines
 
 
 def print_table(rows: list[dict]) -> None:
-    cols = ("reference", "model", "role", "map50_95_mean", "map50_95_sd", "latency_ms", "latency_ratio", "params")
+    cols = ("reference", "model", "role", "map50_95_mean", "map50_95_sd", "gap_pts", "ci_low_pts", "ci_high_pts",
+            "latency_ms", "latency_ratio", "params")
     if rows and "int8_map50_95_mean" in rows[0]:  # fp32 and INT8 side by side
         cols += ("int8_map50_95_mean", "int8_drop", "int8_latency_ms")
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols] if rows else [len(c) for c in cols]

@@ -3,6 +3,7 @@ the fast trainer's device-resident dataset are made of (no augmentation here).""
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from ..data import _label_dir, list_images, load_data_yaml, resolve_data
+from ..dataset_files import label_rows
 from ..errors import UserError
 
 _BATCH_CACHE: dict[tuple, list[dict]] = {}
@@ -34,11 +36,12 @@ def letterbox(img: np.ndarray, labels: np.ndarray, imgsz: int) -> tuple[np.ndarr
 
 
 def read_labels(path: Path) -> np.ndarray:
-    """(n, 5) cls, x, y, w, h normalised; polygon rows become their bounding boxes; no file means no objects."""
+    """(n, 5) cls, x, y, w, h normalised; polygon rows become their bounding boxes; no file means no objects.
+    Read and parsed as the data check does (:func:`ultranas.dataset_files.label_rows`): a FIFO, a word or a
+    nan/inf fails as one line naming the file and line."""
     rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            v = [float(t) for t in line.split()]
+    if os.path.lexists(path):
+        for _, v in label_rows(path):
             if len(v) == 5:
                 rows.append(v)
             elif len(v) > 5 and len(v) % 2:

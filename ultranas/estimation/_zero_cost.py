@@ -26,7 +26,7 @@ from ._images import load_batches
 from ._torch import seeded
 
 ZERO_COST_PROXIES = Registry("zero-cost proxy")
-MAE_SCALE_WEIGHTS = (1.0, 1.0, 6.0)  # MAE-DET's stage weights {0, 0, 1, 1, 6} for C1..C5: here P3, P4, P5
+MAE_SCALE_WEIGHTS = {4: 1.0, 8: 1.0, 16: 1.0, 32: 6.0}  # by stride: MAE-DET's {0, 0, 1, 1, 6} for C1..C5; P2 as P3
 MAE_BATCH = 2  # Gaussian images per entropy forward: C*H*W values per image already pin the std down
 
 
@@ -84,7 +84,7 @@ def mae_entropy(model: nn.Module, batch: dict, seed: int = 0) -> float:
 
     Gaussian weights and input, BN removed; each layer's output is divided by its std and the log stds are
     accumulated along the network (MAE-NAS's block-normalised forward: stable in depth), rescaling the inputs of
-    multi-input layers by their relative scales. Per scale: log(std) + log(channels), weighted 1, 1, 6 for P3-P5.
+    multi-input layers by their relative scales. Per scale: log(std) + log(channels), weighted 1, 1, 6 for P3-P5 (P2 as P3).
     """
     device = _device(model)
     with seeded(seed, device):
@@ -107,7 +107,7 @@ def mae_entropy(model: nn.Module, batch: dict, seed: int = 0) -> float:
             outputs.append(x / std)
             log_std.append(base + math.log(std))
     levels = list(layers[-1].f)
-    weights = ((0.0,) * len(levels) + MAE_SCALE_WEIGHTS)[-len(levels):]
+    weights = [MAE_SCALE_WEIGHTS.get(int(s), 0.0) for s in model.stride]  # the head's levels, finest first
     score = sum(w * (log_std[j] + math.log(outputs[j].shape[1])) for w, j in zip(weights, levels, strict=True))
     return _finite(score, "mae_entropy", "feature variance collapsed or overflowed")
 

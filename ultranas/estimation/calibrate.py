@@ -13,10 +13,11 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import ultra
+from .. import checks, ultra
 from ..data import class_names, safe_data_yaml
 from ..errors import UserError
 from ..fsutil import atomic_write_json
@@ -24,10 +25,13 @@ from ..objectives._base import Candidate
 from ..space import load_space
 from ._base import SCORES, signed_score
 from ._calib_designs import sample_designs
-from ._calib_plot import plot, print_report
-from ._calib_verdict import apply_calibration, summarize
-from ._rank_stats import rank_correlation, seed_noise
 from ._reference_cache import ReferenceCache
+
+if TYPE_CHECKING:  # loaded on first use (see __getattr__)
+    from ._calib_verdict import apply_calibration, summarize
+    from ._rank_stats import rank_correlation, seed_noise
+
+MAX_DESIGNS = 10_000  # --n: each design is trained once per reference seed
 
 
 @dataclass
@@ -55,6 +59,37 @@ class CalibrateConfig:
     name: str = "exp"
     verbose: bool = False
 
+    def validate(self) -> CalibrateConfig:
+        """Every setting range-checked (counts, sizes, shares, names), before anything is read or written."""
+        from . import TRAINERS
+
+        for key in ("data", "space", "estimators", "band_point", "project", "reference_cache"):
+            value = getattr(self, key)
+            if value is not None:
+                setattr(self, key, checks.text(f"--{_flag(key)}", str(value) if isinstance(value, Path) else value))
+        checks.integer("--n", self.n, 3, MAX_DESIGNS)
+        checks.integer("--band-samples", self.band_samples, 0, self.n, " (designs drawn inside the band; at most --n)")
+        for key in ("proxy_epochs", "reference_epochs"):
+            checks.integer(f"--{_flag(key)}", getattr(self, key), 1, checks.MAX_EPOCHS)
+        checks.stride_size("--imgsz", self.imgsz)
+        if self.proxy_imgsz is not None:
+            checks.stride_size("--proxy-imgsz", self.proxy_imgsz)
+        checks.integer("--batch", self.batch, 1, checks.MAX_BATCH)
+        checks.fraction("--band", self.band)
+        checks.choice("--trainer", self.trainer, TRAINERS)
+        self.seeds = checks.seeds("--seeds", checks.int_list("--seeds", self.seeds), distinct=True)
+        checks.seed("--seed", self.seed)
+        checks.device("device", self.device)
+        checks.boolean("--verbose", self.verbose)
+        if self.reference_cache is not None and Path(self.reference_cache).is_dir():
+            raise UserError(f"--reference-cache {self.reference_cache} is a folder, not a JSON-lines file")
+        checks.folder_inside("--name", self.project, self.name)
+        return self
+
+
+def _flag(key: str) -> str:
+    return key.replace("_", "-")
+
 
 def _settings(kwargs: dict) -> CalibrateConfig:
     """Checked settings from keyword arguments; ``proxy`` is the old name of ``estimators`` (it clashed with
@@ -65,10 +100,15 @@ def _settings(kwargs: dict) -> CalibrateConfig:
     unknown = sorted(set(kwargs) - {f.name for f in dataclasses.fields(CalibrateConfig)})
     if unknown:
         raise UserError(f"unknown calibrate setting '{unknown[0]}'")
-    a = CalibrateConfig(**kwargs)
-    if a.n < 3 or a.reference_epochs <= 0 or a.proxy_epochs <= 0:
-        raise UserError("--n must be >= 3 and epochs positive")
-    return a
+    return CalibrateConfig(**kwargs).validate()
+
+
+def _reference_cache(a: CalibrateConfig, data) -> ReferenceCache:
+    """The reference cache, read before the run folder is made: an unreadable file is one line, not a crash later."""
+    try:
+        return ReferenceCache(a.reference_cache, data, a)
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--reference-cache {a.reference_cache} cannot be read: {str(e).splitlines()[0][:120]}") from None
 
 
 def _train_estimator(data, a, epochs: int, imgsz: int | None = None):
@@ -108,18 +148,21 @@ def calibrate(**kwargs) -> dict:
     ``estimators``); returns and saves ``calibration.json``."""
     a = _settings(kwargs)
     flag = "--proxy" if kwargs.get("proxy") is not None and kwargs.get("estimators") is None else "--estimators"
-    seeds = [int(s) for s in str(a.seeds).split(",") if s.strip()] if isinstance(a.seeds, str) else list(a.seeds)
+    seeds = a.seeds
     data = safe_data_yaml(a.data)  # Ultralytics reads only the checked copy
     nc, space = len(class_names(data)), load_space(a.space)
+    if a.band_samples and space.points and a.band_point not in space.points:
+        raise UserError(f"--band-point {a.band_point!r} is not a point of space {space.name}: choose "
+                        f"{', '.join(space.points)}")
     names = [p.strip() for p in str(a.estimators).split(",") if p.strip()]
     estimators = _proxy_estimators(names, data, a, flag)  # bad specs fail before anything is written
     designs = sample_designs(space, a.n, a.seed, a.band_samples, a.band, a.band_point, a.imgsz)  # so does a bad band
+    cache = _reference_cache(a, data)
     run_dir = ultra.increment_path(Path(a.project) / a.name, mkdir=True)
     for est, _ in estimators.values():
         if getattr(est, "cache_dir", False) is None:  # the supernet estimator keeps its training in the run
             est.cache_dir = run_dir
     reference = _train_estimator(data, a, a.reference_epochs)
-    cache = ReferenceCache(a.reference_cache, data, a)
     rows = []
     from tqdm import tqdm
 
@@ -148,12 +191,27 @@ def calibrate(**kwargs) -> dict:
             result, row["proxy_s"][p] = done[id(est)]
             row["proxy"][p] = signed_score(result, key)  # a lower loss ranks higher
         rows.append(row)
+    from ._calib_plot import plot, print_report
+    from ._calib_verdict import summarize
+
     report = summarize(rows, names, a, seeds)
     report["run"] = str(run_dir)
     atomic_write_json(run_dir / "calibration.json", report)
     plot(rows, names, run_dir / "calibration.png")
     print_report(report)
     return report
+
+
+_LAZY = {"apply_calibration": "._calib_verdict", "summarize": "._calib_verdict", "rank_correlation": "._rank_stats",
+         "seed_noise": "._rank_stats"}  # scipy's statistics load when first used: a refused flag answers at once
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["CalibrateConfig", "apply_calibration", "calibrate", "rank_correlation", "sample_designs", "seed_noise",

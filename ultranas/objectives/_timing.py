@@ -167,25 +167,66 @@ def measure_latency(model_dict: dict, imgsz: int, target: str | None = None, thr
             "load": load_seen()}
 
 
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) CPU ticks of the whole host since boot (Linux ``/proc/stat``), or ``None``."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(v) - v[3] - (v[4] if len(v) > 4 else 0), sum(v)
+
+
+class HostLoad:
+    """While it is entered: the share of the host's CPU time that *other* processes used (``others``, 0-1), from
+    ``/proc/stat`` less this process's own CPU time; ``None`` where the OS does not say."""
+
+    def __enter__(self):
+        self.others, self._cpu, self._own = None, _cpu_jiffies(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        end = _cpu_jiffies()
+        if self._cpu is not None and end is not None and end[1] > self._cpu[1]:
+            hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+            busy = (end[0] - self._cpu[0]) / hz - (time.process_time() - self._own)
+            self.others = round(max(0.0, busy / ((end[1] - self._cpu[1]) / hz)), 3)
+        return False
+
+
+def round_robin(runners: list[Callable[[], object]], threads: int | None = None, rounds: int = 5,
+                per_round: int = 4, warmup: int = 3) -> tuple[list[list[float]], HostLoad]:
+    """Time ready runners in one session, round-robin (each round in another order: A B C, then B C A, ...), so
+    every runner sees the same machine load. Returns each runner's median per round (ms) and the host's load."""
+    n = len(runners)
+    medians: list[list[float]] = [[] for _ in runners]
+    with fixed_threads(int(threads or default_threads())), cores.timing(), HostLoad() as load:
+        for _ in range(warmup):
+            for run in runners:
+                run()
+        for r in range(rounds):
+            for k in range(n):
+                i = (r + k) % n if r % 2 == 0 else (r - k) % n
+                times, _ = time_runs(runners[i], 0, per_round)
+                medians[i].append(statistics.median(times))
+    return medians, load
+
+
 def compare_latency(run_a: Callable[[], object], run_b: Callable[[], object], threads: int | None = None,
                     rounds: int = 5, per_round: int = 4, warmup: int = 3) -> dict:
     """Time two ready runners interleaved (A B, then B A, ...) so both see the same machine load.
 
-    Returns ``ratio`` (median over rounds of median A / median B), the medians ``a_ms`` and ``b_ms``, the spread of
-    the per-round ratios (``ratio_p10``, ``ratio_p90``) and the ``load`` seen.
+    Returns ``ratio`` (median over rounds of A / B), the medians ``a_ms`` and ``b_ms`` (over rounds), the spread of
+    the per-round ratios (``ratio_p10``, ``ratio_p90``), the ``load`` average seen and ``others`` (the share of the
+    host's CPU other processes used meanwhile).
     """
-    ratios, ta, tb = [], [], []
-    with fixed_threads(int(threads or default_threads())), cores.timing():  # the cores alone for all rounds
-        for _ in range(warmup):
-            run_a(), run_b()
-        for r in range(rounds):
-            order = (run_a, run_b) if r % 2 == 0 else (run_b, run_a)
-            first, _ = time_runs(order[0], 0, per_round)
-            second, _ = time_runs(order[1], 0, per_round)
-            a, b = (first, second) if r % 2 == 0 else (second, first)
-            ta += a
-            tb += b
-            ratios.append(statistics.median(a) / statistics.median(b))
+    (a, b), load = round_robin([run_a, run_b], threads, rounds, per_round, warmup)
+    ratios = [x / y for x, y in zip(a, b)]
+    return {"ratio": statistics.median(ratios), "a_ms": statistics.median(a), "b_ms": statistics.median(b),
+            **spread(ratios), "rounds": rounds, "load": load_seen(), "others": load.others}
+
+
+def spread(ratios: list[float]) -> dict:
+    """``ratio_p10`` and ``ratio_p90`` of per-round ratios."""
     q = statistics.quantiles(ratios, n=10, method="inclusive") if len(ratios) > 1 else [ratios[0]] * 9
-    return {"ratio": statistics.median(ratios), "a_ms": statistics.median(ta), "b_ms": statistics.median(tb),
-            "ratio_p10": q[0], "ratio_p90": q[-1], "rounds": rounds, "load": load_seen()}
+    return {"ratio_p10": q[0], "ratio_p90": q[-1]}

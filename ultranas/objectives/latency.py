@@ -19,6 +19,7 @@ distributed study can compare across hosts. The per-layer lookup-table predictor
 from __future__ import annotations
 
 import copy
+import statistics
 
 from ..errors import UserError
 from ._base import Candidate, Objective
@@ -40,6 +41,8 @@ from ._timing import (
     make_runner,
     measure_latency,
     prepare_model,
+    round_robin,
+    spread,
     summarize,
     time_runs,
 )
@@ -182,6 +185,29 @@ class LatencyMeter:
         rec = compare_latency(self._runner(cand), self._runner(ref), self.threads)
         rec["how"] = "interleaved"
         return rec
+
+    def session(self, cands: list, ref, rounds: int = 5, per_round: int = 4) -> tuple[list[dict], dict]:
+        """Time ``cands`` and the reference ``ref`` together in one round-robin session (:func:`round_robin`), so
+        every number comes from the same machine load: per design ``ms`` (median of its per-round medians),
+        ``ratio`` = ms / the reference's ms and the spread of its per-round ratios. Returns (records, session),
+        the session with the reference's ms, the ``load`` average and ``others`` (the share of the host's CPU that
+        other processes used meanwhile). With a latency predictor: its predictions, ``how`` = ``predicted``."""
+        if self.predictor is not None:
+            ref_ms = self.measure(ref)["median_ms"]
+            recs = [{"ms": (ms := self.measure(c)["median_ms"]), "ratio": ms / ref_ms, "how": "predicted"}
+                    for c in cands]
+            return recs, {"ref_ms": ref_ms, "how": "predicted", "load": None, "others": None}
+        runners = [self._runner(ref), *(self._runner(c) for c in cands)]
+        medians, load = round_robin(runners, self.threads, rounds, per_round)
+        ref_ms = statistics.median(medians[0])
+        recs = []
+        for m in medians[1:]:
+            recs.append({"ms": statistics.median(m), "ratio": statistics.median(m) / ref_ms,
+                         **spread([a / b for a, b in zip(m, medians[0])]), "how": "session"})
+        for c in cands:
+            self.release(c)
+        return recs, {"ref_ms": ref_ms, "how": "session", "rounds": rounds, "load": load_seen(),
+                      "others": load.others}
 
     def release(self, cand) -> None:
         """Drop the design's warm runner (kept from its measurement through its comparisons); references stay."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from ..errors import UserError
-from ._schema import STAGES, SpaceSpec
+from ._schema import STAGES, SpaceSpec, is_active, is_choice, levels_of
 
 IDENTITY_SCALE = {"n": [1.0, 1.0, 65536], "s": [1.0, 1.0, 65536]}  # n, s: no re-scaling, whatever the name
 
@@ -51,21 +51,30 @@ def render_rows(spec: SpaceSpec, g: dict, nc: int, roles: list | None = None) ->
         return add(_row(-1, g[f"{level}.n"], v["blocks"][g[f"{level}.block"]], g[f"{level}.width"]),
                    f"{level}.block:{g[f'{level}.block']}")
 
-    down, nd = v["downsample"][g["neck_down"]], g["neck_down"]
+    down, nd, levels = v["downsample"][g["neck_down"]], g["neck_down"], levels_of(g)
     up = ["nn.Upsample", [None, 2, "nearest"]]
-    add([-1, 1, *up], "up")
-    add([[-1, outputs["P4"]], 1, "Concat", [1]], "cat")
-    n4 = block("N4")
-    add([-1, 1, *up], "up")
-    add([[-1, outputs["P3"]], 1, "Concat", [1]], "cat")
-    n3 = block("N3")
-    add(_row(-1, 1, down, g["N3.width"]), f"N3.down:{nd}")
-    add([[-1, n4], 1, "Concat", [1]], "cat")
-    n4o = block("N4out")
-    add(_row(-1, 1, down, g["N4out.width"]), f"N4out.down:{nd}")
-    add([[-1, top], 1, "Concat", [1]], "cat")
-    n5o = block("N5out")
-    add([[n3, n4o, n5o], 1, "Detect", [nc]], f"detect:{g['head']}")
+
+    def top_down(level, skip):
+        add([-1, 1, *up], "up")
+        add([[-1, outputs[skip]], 1, "Concat", [1]], "cat")
+        return block(level)
+
+    def bottom_up(source, level, skip):
+        add(_row(-1, 1, down, g[f"{source}.width"]), f"{source}.down:{nd}")
+        add([[-1, skip], 1, "Concat", [1]], "cat")
+        return block(level)
+
+    n4 = top_down("N4", "P4")
+    n3 = top_down("N3", "P3")
+    outs = [n3]
+    if levels == "P2-P5":  # as Ultralytics' p2 models: on down to stride 4, then up from there
+        outs = [top_down("N2", "P2")]
+        outs.append(bottom_up("N2", "N3out", n3))
+    outs.append(bottom_up("N3out" if levels == "P2-P5" else "N3", "N4out", n4))
+    if levels != "P3-P4":
+        outs.append(bottom_up("N4out", "N5out", top))
+    detect = f"detect:{g['head']}" + ("" if levels == "P3-P5" else f"@{levels}")  # a head per set of levels
+    add([outs, 1, "Detect", ["nc"]], detect)  # as Ultralytics' YAMLs: the data's nc
     headcfg = spec.heads[g["head"]]
     return {
         "nc": nc, "scale": "n", "scales": dict(IDENTITY_SCALE),
@@ -128,7 +137,10 @@ def genotype_from_model(spec: SpaceSpec, model: dict, imgsz: int | None = None, 
     g["spp"] = _match(spec, "spp", nxt(), where)
     row = nxt()
     if row[2] == "nn.Upsample":
-        g["attention"], g["attention_n"] = next(n for n in spec.decisions["attention"] if spec.vocab["attention"][n].module is None), spec.decisions["attention_n"][0]
+        empty = [n for n in spec.decisions["attention"] if spec.vocab["attention"][n].module is None]
+        if not empty:
+            raise UserError(f"{where}: has no attention layer, which every design of space {spec.name} has")
+        g["attention"], g["attention_n"] = empty[0], spec.decisions["attention_n"][0]
     else:
         g["attention"], g["attention_n"] = _match(spec, "attention", row, where), row[1]
         nxt()
@@ -136,17 +148,46 @@ def genotype_from_model(spec: SpaceSpec, model: dict, imgsz: int | None = None, 
         b = nxt()
         g[f"{level}.block"], g[f"{level}.width"], g[f"{level}.n"] = _match(spec, f"{level}.block", b, where), b[3][0], b[1]
 
+    def down(row):
+        name = _match(spec, "neck_down", row, where)
+        if g.setdefault("neck_down", name) != name:
+            raise UserError(f"{where}: its neck downsamplings differ; space {spec.name} uses one for all")
+
     nxt()  # Concat P4
     block("N4")
     nxt(), nxt()  # Upsample, Concat P3
     block("N3")
-    g["neck_down"] = _match(spec, "neck_down", nxt(), where)
+    levels, row = "P3-P5", nxt()
+    if row[2] == "nn.Upsample":  # on down to P2, and up from there
+        levels = "P2-P5"
+        if "N2.block" not in spec.decisions:
+            raise UserError(f"{where}: detects on levels P2-P5, which space {spec.name} does not offer")
+        nxt()  # Concat P2
+        block("N2")
+        down(nxt())
+        nxt()  # Concat N3
+        block("N3out")
+        row = nxt()
+    down(row)
     nxt()  # Concat N4
     block("N4out")
-    if _match(spec, "neck_down", nxt(), where) != g["neck_down"]:
-        raise UserError(f"{where}: its two neck downsamplings differ; space {spec.name} uses one for both")
-    nxt()  # Concat top
-    block("N5out")
+    row = nxt()
+    if row[2] == "Detect":
+        levels = "P3-P4" if levels == "P3-P5" else "P2-P4"
+    else:
+        down(row)
+        nxt()  # Concat top
+        block("N5out")
+        row = nxt()
+    if row[2] != "Detect" or next(it, None) is not None:
+        raise UserError(f"{where}: its head is not where designs of space {spec.name} have it")
+    if not is_choice(levels, spec.decisions.get("levels", ("P3-P5",))):
+        raise UserError(f"{where}: detects on levels {levels}, which space {spec.name} does not offer")
+    if "levels" in spec.decisions:
+        g["levels"] = levels
+    for d, choices in spec.decisions.items():
+        if d not in g and not is_active(d, g):
+            g[d] = choices[0]  # shapes nothing in this design
     reg_max, e2e = model.get("reg_max", 16), bool(model.get("end2end", False))
     heads = [h for h in spec.decisions["head"] if spec.heads[h].get("reg_max", 16) == reg_max and bool(spec.heads[h].get("end2end", False)) == e2e]
     if not heads:

@@ -10,14 +10,16 @@ import copy
 import hashlib
 import json
 import math
+import os
 import random
 from pathlib import Path
 
 import yaml
 
 from ..errors import UserError
+from ..safe_yaml import read_text, safe_load
 from ._render import genotype_from_model, render_rows
-from ._schema import SpaceSpec, load_space_file
+from ._schema import SpaceSpec, is_active, is_choice, load_space_file
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "yaml_spaces"
 
@@ -52,20 +54,38 @@ class SearchSpace:
         return int(g.get("imgsz", default))
 
     def design_hash(self, g: dict, nc: int = 80) -> str:
-        canonical = json.dumps([render_rows(self.spec, g, nc), g.get("imgsz")], sort_keys=True, default=str)
+        rows = render_rows(self.spec, g, nc)
+        rows["head"][-1][3] = [nc]  # the head's width: hashes of one design differ by class count
+        canonical = json.dumps([rows, g.get("imgsz")], sort_keys=True, default=str)
         return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
     # -- validity -------------------------------------------------------------------------------------------
+    def complete(self, g: dict) -> dict:
+        """``g`` with what it may leave out filled in: ``levels`` (``P3-P5``, as designs before that decision) and the
+        decisions its design does not use (their first choice). A design saved before a space gained them stays
+        the same design (same hash)."""
+        if set(g) >= set(self.decisions):
+            return g
+        out = dict(g)
+        if "levels" in self.decisions and "levels" not in out and is_choice("P3-P5", self.decisions["levels"]):
+            out["levels"] = "P3-P5"
+        for d, choices in self.decisions.items():
+            if d not in out and d != "levels" and not is_active(d, out):
+                out[d] = choices[0]
+        return out
+
     def check(self, g: dict) -> tuple[bool, str]:
-        """Structural validity without building: every decision set to one of its choices, widths fit blocks."""
+        """Structural validity without building: every decision set to one of its choices, the widths of the blocks
+        the design uses fit them."""
+        g = self.complete(g)
         if set(g) != set(self.decisions):
             missing = sorted(set(self.decisions) - set(g)) or sorted(set(g) - set(self.decisions))
             return False, f"decision set differs from the space at '{missing[0]}'"
         for k, v in g.items():
-            if v not in self.decisions[k]:
-                return False, f"{k}={v!r} is not one of {list(self.decisions[k])}"
+            if not is_choice(v, self.decisions[k]):
+                return False, f"{k}={str(repr(v))[:40]} is not one of {list(self.decisions[k])}"
         for k, voc in self.spec.vocab_of.items():
-            if voc != "blocks":
+            if voc != "blocks" or not is_active(k, g):
                 continue
             prefix = k.rsplit(".", 1)[0]
             block, width = self.spec.vocab["blocks"][g[k]], g[f"{prefix}.width"]
@@ -82,8 +102,9 @@ class SearchSpace:
         raise UserError(f"space {self.name}: no valid design found in {tries} samples; loosen width_multiple rules")
 
     def mutate(self, g: dict, rng: random.Random, k: int = 1, tries: int = 200) -> dict:
-        """Change ``k`` decisions that have alternatives, keeping the result valid."""
-        mutable = [d for d, c in self.decisions.items() if len(c) > 1]
+        """Change ``k`` decisions that have alternatives and shape the design, keeping the result valid."""
+        g = self.complete(g)
+        mutable = [d for d, c in self.decisions.items() if len(c) > 1 and is_active(d, g)]
         for _ in range(tries):
             child = dict(g)
             for d in rng.sample(mutable, min(k, len(mutable))):
@@ -94,6 +115,7 @@ class SearchSpace:
 
     def crossover(self, a: dict, b: dict, rng: random.Random, tries: int = 50) -> dict:
         """Uniform crossover per stage/level group, so each block keeps the width it was chosen with."""
+        a, b = self.complete(a), self.complete(b)
         groups = sorted({k.split(".")[0] for k in self.decisions})
         for _ in range(tries):
             take = {grp: rng.random() < 0.5 for grp in groups}
@@ -104,6 +126,7 @@ class SearchSpace:
 
     # -- rendering ------------------------------------------------------------------------------------------
     def render(self, g: dict, nc: int = 80) -> dict:
+        g = self.complete(g)
         ok, reason = self.check(g)
         if not ok:
             raise UserError(f"design is not in space {self.name}: {reason}")
@@ -129,15 +152,17 @@ class SearchSpace:
 def load_model_yaml(path: str | Path) -> dict:
     """Read a model YAML safely, applying Ultralytics' scale-from-file-name rule (``yolo11n.yaml`` -> ``yolo11.yaml``)."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):  # a bare name may be Ultralytics' own; a path that is not there is not found
         from .. import ultra
 
+        if len(path.parts) > 1:
+            raise UserError(f"model YAML not found: {path}")
         model = ultra.bundled_model_yaml(path)
         if model is None:
             raise UserError(f"model YAML not found: {path}")
         return model
     try:
-        model = yaml.safe_load(path.read_text())
+        model = safe_load(read_text(path, "model YAML"))
     except yaml.YAMLError as e:
         raise UserError(f"model YAML {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(model, dict) or "backbone" not in model or "head" not in model:
@@ -149,13 +174,41 @@ def list_spaces() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
 
-def load_space(space: str | Path = "yolo") -> SearchSpace:
+def _looks_like_path(text: str) -> bool:
+    """A value the user meant as a file: it has a folder separator or a YAML suffix."""
+    separators = {"/", os.sep, os.altsep} - {None}
+    return any(s in text for s in separators) or text.lower().endswith((".yaml", ".yml"))
+
+
+def _kind(path: Path) -> str | None:
+    """"file", "folder" or None (nothing there, or a name no file can have: too long, a NUL byte)."""
+    try:
+        return "file" if path.is_file() else "folder" if path.is_dir() else None
+    except (OSError, ValueError):
+        return None
+
+
+def space_path(space: str | os.PathLike) -> Path:
+    """The YAML file of ``space``: a value that looks like a path (``/`` or a .yaml/.yml suffix) is that file, which
+    must exist (never a bundled space of the same file name); a bare name is a file of that name if there is one,
+    else a bundled space."""
+    text = os.fspath(space) if isinstance(space, (str, os.PathLike)) else None
+    bundled = ", ".join(list_spaces())
+    if not isinstance(text, str) or not text:
+        raise UserError(f"space must be a bundled name ({bundled}) or a YAML path, got {str(repr(space))[:80]}")
+    path, shown = Path(text), text[:300]
+    if isinstance(space, os.PathLike) or _looks_like_path(text):
+        if (kind := _kind(path)) != "file":
+            raise UserError(f"space file {shown} {'is a folder' if kind else 'not found'} (a bundled space is given "
+                            f"by name: {bundled})")
+        return path
+    if _kind(path) == "file":
+        return path
+    if text in list_spaces():
+        return SPACES_DIR / f"{text}.yaml"
+    raise UserError(f"space not found: {shown} (bundled spaces: {bundled}, or give a YAML path)")
+
+
+def load_space(space: str | os.PathLike = "yolo") -> SearchSpace:
     """A space by name (``yolo``, ``mobile``: bundled in ``yaml_spaces/``) or by path to a YAML file."""
-    path = Path(space)
-    if not path.suffix and not path.exists():
-        path = SPACES_DIR / f"{space}.yaml"
-    elif not path.exists() and (SPACES_DIR / path.name).exists():
-        path = SPACES_DIR / path.name
-    if not path.is_file():
-        raise UserError(f"space not found: {space} (bundled spaces: {', '.join(list_spaces())}, or give a YAML path)")
-    return SearchSpace(load_space_file(path))
+    return SearchSpace(load_space_file(space_path(space)))

@@ -26,6 +26,7 @@ from ..estimation._fast_train import param_groups, set_lr, warmup_steps
 from ..estimation._short_train import compressed_schedule
 from ..space import SearchSpace
 from ..space._render import render_rows
+from ..space._schema import is_active
 
 
 class MixedBlock(nn.Module):
@@ -60,7 +61,7 @@ class DartsSearch:
         blocks = space.spec.vocab["blocks"]
         self.positions = {}  # decision -> the choices that fit the anchor's width there
         for d, vocab in space.spec.vocab_of.items():
-            if vocab == "blocks":
+            if vocab == "blocks" and is_active(d, anchor):  # the anchor's own layers: its levels' blocks
                 width = anchor[d.replace(".block", ".width")]
                 fits = [c for c in space.decisions[d] if width % blocks[c].width_multiple == 0]
                 if len(fits) > 1:

@@ -24,9 +24,11 @@ import torch
 from torch import nn
 
 from .. import ultra
+from ..errors import UserError
 from ..fsutil import atomic_torch_save, atomic_write_text
 from ..space import SearchSpace
 from ..space._render import render_rows
+from ..space._schema import P2_NECK
 from ._layout import NotShareable, gather, named_tensors, trace_slices
 
 PARAMLESS_ROLES = ("up", "cat")
@@ -56,9 +58,19 @@ class Supernet(nn.Module):
         self.anchor = dict(anchor)
         self.store = nn.ModuleDict()
         categorical = [d for d in space.decisions if d not in self.elastic]
+        choices = space.decisions.get("levels", ())
+        if "P2-P5" in choices and max(space.decisions["N3out.width"]) != max(space.decisions["N3.width"]):
+            raise UserError("the supernet shares N4out between P3-P5 and P2-P5 designs, fed from N3 or N3out: their "
+                            "widest widths must be equal (decisions N3.width and N3out.width)")
+        levels = [{"levels": v} for v in choices] or [{}]
+        base = next((lv for lv in levels if lv.get("levels") == "P3-P5"), levels[0])  # every block but the P2 path's
+        others = [lv for lv in levels if lv is not base and (lv["levels"] == "P2-P5" or "P3-P5" not in choices)]
+        p2 = max((len(c) for d, c in space.decisions.items() if d.split(".")[0] in P2_NECK), default=0)
         for k in range(max(len(space.decisions[d]) for d in categorical)):
             g = {d: c[k % len(c)] for d, c in space.decisions.items()}
-            self._adopt(self.extreme(g, largest=True))
+            for lv in [base, *others]:  # the P2 path's own blocks cycle in fewer steps
+                if lv is base or lv["levels"] != "P2-P5" or k < p2:
+                    self._adopt(self.extreme({**g, **lv}, largest=True))
         blocks = space.spec.vocab["blocks"]
         for v11 in (False, True):  # each head type in both layouts Ultralytics builds (v8: no C3k2/A2C2f/C2fCIB)
             g = dict(self.anchor)
@@ -66,7 +78,8 @@ class Supernet(nn.Module):
                 pick = [c for c in space.decisions[d] if (blocks[c].module in V11_HEAD_BLOCKS) == v11]
                 g[d] = pick[0] if pick else g[d]
             for head in space.decisions.get("head", [g.get("head")]):
-                self._adopt(self.extreme({**g, "head": head}, largest=True))
+                for lv in levels:
+                    self._adopt(self.extreme({**g, "head": head, **lv}, largest=True))
         for name, p in self.store.named_parameters():
             p.requires_grad_(".dfl" not in name)  # DFL's fixed projection, as Ultralytics' trainer freezes it
         self._subnets: OrderedDict[str, tuple] = OrderedDict()

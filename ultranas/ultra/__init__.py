@@ -18,9 +18,10 @@ import importlib
 
 _WHERE = {
     "_nn": ("DetectionModel", "bundled_model_yaml", "build_model", "count_params", "detection_loss", "epoch_end",
-            "gflops", "head_output_sum", "inference_model", "is_end2end", "load_checkpoint", "prepare_for_training",
+            "gflops", "head_output_sum", "head_takes_data_nc", "inference_model", "is_end2end", "load_checkpoint", "prepare_for_training",
             "prepare_loss", "reset_head_cache", "save_trained", "write_nas_checkpoint"),
-    "_train": ("DetectionTask", "ModelEMA", "box_metrics", "train", "ultralytics_verbosity", "validate"),
+    "_train": ("DetectionTask", "ModelEMA", "ap_per_class", "box_metrics", "train",
+               "ultralytics_verbosity", "validate", "validate_per_image"),
     "_args": ("check_args", "export_formats", "hyperparameters", "increment_path"),
     "_export": ("FlatInputs", "int8_openvino_metrics", "ncnn_files", "openvino_model"),
     "_coco": ("CocoJsonValidator", "IMG_FORMATS", "coco80_to_coco91_class", "exif_size", "img2label_paths",

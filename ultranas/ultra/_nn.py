@@ -27,6 +27,16 @@ def build_model(model_dict: dict, nc: int | None = None, verbose: bool = False) 
     return DetectionModel(cfg=cfg, nc=nc or cfg.get("nc"), verbose=verbose)
 
 
+def head_takes_data_nc(cfg: dict) -> dict:
+    """Make a model dict's Detect head take its class count from ``nc`` (as Ultralytics' own YAMLs do), in place:
+    training a checkpoint on data with other classes then builds a head for those classes, not the old count."""
+    for row in cfg.get("head") or []:
+        if isinstance(row, list) and len(row) == 4 and row[2] == "Detect" and isinstance(row[3], list) and row[3] \
+                and isinstance(row[3][0], int):
+            row[3][0] = "nc"
+    return cfg
+
+
 def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -118,10 +128,83 @@ def load_checkpoint(path: str | Path) -> dict:
         raise UserError(f"{path} cannot be loaded safely as an Ultralytics checkpoint: {first[:200]}") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("ema") or ckpt.get("model"), torch.nn.Module):
         raise UserError(f"{path} is not an Ultralytics checkpoint (no model inside)")
-    model = ckpt.get("ema") or ckpt.get("model")
-    if not isinstance(model, DetectionModel) or type(model).__name__ != "DetectionModel":
-        raise UserError(f"{path} holds a {type(model).__name__}, not a detection model")
+    for key in ("model", "ema"):
+        model = ckpt.get(key)
+        if model is not None and (not isinstance(model, DetectionModel) or type(model).__name__ != "DetectionModel"):
+            raise UserError(f"{path} holds a {type(model).__name__}, not a detection model")
+    check_checkpoint(ckpt, path)
     return ckpt
+
+
+def check_checkpoint(ckpt: dict, path: str | Path) -> None:
+    """What a loaded checkpoint carries besides weights, checked before Ultralytics builds or reads anything from it:
+    each model's YAML dict (the rules of a model YAML file, ``ultranas.model.check_model_dict``) and class names,
+    ``train_args`` (a mapping; the arguments Ultralytics keeps from it typed), ``epoch``, and the ``ultranas`` entry
+    (plain data, its numbers made plain Python numbers so it prints as YAML). One line for anything else."""
+    from ..model import check_imgsz, check_model_dict
+    from ..safe_yaml import YAMLBudgetError, check_object_budget
+
+    for key in ("model", "ema"):
+        if ckpt.get(key) is not None:
+            check_model_dict(getattr(ckpt[key], "yaml", None), f"the model YAML inside {path}")
+            _check_names(getattr(ckpt[key], "names", None), path)
+            stride = getattr(ckpt[key], "stride", None)  # the predictor rounds image sizes up to its largest
+            if stride is not None and not (isinstance(stride, torch.Tensor) and 1 <= stride.numel() <= 8
+                                           and bool(((stride > 0) & (stride <= 256)).all())):
+                raise UserError(f"{path}: the model's strides must be a few numbers in (0, 256]")
+    args = ckpt.get("train_args")
+    if args is not None and not isinstance(args, dict):
+        raise UserError(f"{path}: 'train_args' must be a mapping of Ultralytics arguments")
+    info = ckpt.get("ultranas")
+    if info is not None and not isinstance(info, dict):
+        raise UserError(f"{path}: its 'ultranas' entry must be a mapping")
+    try:
+        check_object_budget(args)
+        check_object_budget(info)
+    except YAMLBudgetError as e:
+        raise UserError(f"{path}: its metadata {e}") from None
+    args = args or {}
+    check_imgsz(args.get("imgsz"), f"{path}: train_args imgsz")
+    if not isinstance(args.get("data"), (str, Path, type(None))) or args.get("task") not in (None, "detect") \
+            or not isinstance(args.get("single_cls", False), bool):
+        raise UserError(f"{path}: train_args 'data', 'task' or 'single_cls' has a value of the wrong type")
+    epoch = ckpt.get("epoch", -1)
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        raise UserError(f"{path}: 'epoch' must be a whole number, got {str(epoch)[:40]!r}")
+    if info is not None:
+        ckpt["ultranas"] = _plain(info, f"{path}: its 'ultranas' entry")
+        verdict = ckpt["ultranas"].get("verdict")
+        if verdict is not None and not (isinstance(verdict, list) and all(isinstance(v, str) for v in verdict)):
+            raise UserError(f"{path}: its 'ultranas' entry's 'verdict' must be a list of lines")
+
+
+def _check_names(names, path) -> None:
+    """Class names as Ultralytics keeps them: ``{index: name}`` (or a list of names), at most ``MAX_NC``."""
+    from ..model import MAX_NC
+
+    values = list(names.values()) if isinstance(names, dict) else names
+    if not isinstance(values, list) or not 1 <= len(values) <= MAX_NC or not all(isinstance(v, str) for v in values) \
+            or (isinstance(names, dict) and not all(isinstance(k, int) and not isinstance(k, bool) for k in names)):
+        raise UserError(f"{path}: the model's class names must map class indices to names (1 to {MAX_NC} of them)")
+
+
+def _plain(obj, where: str):
+    """``obj`` as plain data (mappings, lists, text, numbers, booleans, null); numpy numbers become Python ones."""
+    import numbers
+
+    if isinstance(obj, dict):
+        if not all(isinstance(k, (str, int)) for k in obj):
+            raise UserError(f"{where} has keys that are not text")
+        return {k: _plain(v, where) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, where) for v in obj]
+    if obj is None or isinstance(obj, (str, bool)):
+        return obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        return float(obj)
+    raise UserError(f"{where} holds a {type(obj).__name__} where plain data is expected")
 
 
 def write_nas_checkpoint(best_pt: str | Path, out: str | Path, nas_info: dict) -> Path:

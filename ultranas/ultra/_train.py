@@ -18,11 +18,13 @@ from ultralytics.engine.model import Model
 from ultralytics.models import yolo
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import LOGGER
+from ultralytics.utils.metrics import ap_per_class
 from ultralytics.utils.torch_utils import ModelEMA
 
 from ._args import check_args
 
-__all__ = ["DetectionTask", "ModelEMA", "box_metrics", "train", "ultralytics_verbosity", "validate"]
+__all__ = ["DetectionTask", "ModelEMA", "ap_per_class", "box_metrics", "train", "ultralytics_verbosity", "validate",
+           "validate_per_image"]
 
 
 class DetectionTask(Model):
@@ -147,3 +149,31 @@ def validate(model: DetectionModel, verbose: bool = False, **args) -> dict:
         validator = yolo.detect.DetectionValidator(save_dir=Path(tmp), args={**args, "verbose": verbose})
         validator(model=model)
     return box_metrics(validator.metrics)
+
+
+class _PerImageValidator(yolo.detect.DetectionValidator):
+    """Ultralytics' detection validator that also keeps each image's matches (``tp`` at the ten IoU thresholds,
+    confidences, classes and its targets' classes), in the order it validates them."""
+
+    def init_metrics(self, model) -> None:
+        super().init_metrics(model)
+        self.per_image = []
+
+    def update_metrics(self, preds, batch) -> None:
+        first = len(self.metrics.stats["tp"])
+        super().update_metrics(preds, batch)  # appends one record per image, in batch order
+        for k, file in enumerate(batch["im_file"][:len(preds)]):
+            rec = {key: self.metrics.stats[key][first + k] for key in ("tp", "conf", "pred_cls", "target_cls")}
+            self.per_image.append({**rec, "file": str(file)})
+
+
+def validate_per_image(weights: str | Path, data: str | Path, imgsz: int, batch: int, device: str = "cpu",
+                       verbose: bool = False) -> tuple[dict, list[dict]]:
+    """Validate a checkpoint on ``data``'s val split as the trainer's final validation does (rect batches of
+    ``batch``); returns (its box metrics, each image's matches) for resampling images (:mod:`ultranas.bootstrap`)."""
+    args = dict(model=str(weights), data=str(data), imgsz=int(imgsz), batch=int(batch), device=device, split="val",
+                plots=False, verbose=verbose, workers=0, half=False, rect=True)
+    with tempfile.TemporaryDirectory() as tmp, ultralytics_verbosity(verbose):
+        validator = _PerImageValidator(save_dir=Path(tmp), args=args)
+        validator(model=str(weights))
+    return box_metrics(validator.metrics), validator.per_image
