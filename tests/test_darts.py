@@ -42,11 +42,13 @@ def test_a_heavy_latency_penalty_moves_every_position_to_its_fastest_block(tiny_
 
 
 def test_search_with_the_darts_strategy_starts_from_its_design(tiny_space, coco8, tmp_path):
+    """``--focus front``: with latency bands, a DARTS design timed just above its band (it is discretised under the
+    reference's latency from the per-layer table, then timed for real) is rightly screened out, not trained first."""
     proc = subprocess.run([sys.executable, "-m", "ultranas", "search", "--data", str(coco8), "--space",
                            str(tiny_space), "--strategy", "darts", "--trials", "3", "--epochs", "1", "--imgsz", "64",
                            "--proxy-imgsz", "32", "--batch", "2", "--no-warm-start", "--no-final", "--references",
-                           "tiny", "--latency-target", "torch-cpu", "--trainer", "fast", "--project",
-                           str(tmp_path / "p")], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+                           "tiny", "--latency-target", "torch-cpu", "--trainer", "fast", "--focus", "front",
+                           "--project", str(tmp_path / "p")], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "p" / "exp"
     darts = json.loads((run / "darts" / "darts.json").read_text())
