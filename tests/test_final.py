@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from ultranas.space import load_space
+from ultranas.ultra import load_checkpoint
 
 TINY = ["--data", "coco8.yaml", "--epochs", "1", "--batch", "4", "--strategy", "random", "--final-epochs", "1"]
 
@@ -41,8 +42,6 @@ def test_trials_train_at_the_proxy_size_and_the_final_stage_at_the_deploy_size(t
 
 
 def test_every_reference_gets_its_own_checkpoint_trained_at_the_deploy_size(two_refs):
-    from ultranas.ultra import load_checkpoint
-
     run, _ = two_refs
     for ref in ("yolo11n", "yolo26n"):  # both end in 'n': named after the reference, not the scale
         ckpt = load_checkpoint(run / f"found_{ref}.pt")
@@ -62,6 +61,11 @@ def test_info_names_the_verdict_and_the_missing_accuracy_signal(two_refs, run_cl
     assert proc.returncode == 0, proc.stderr
     assert "verdict: no accuracy signal in the search" in proc.stdout
     assert "note: the search saw no accuracy signal" in proc.stdout and "\\xB1" not in proc.stdout
+    info = load_checkpoint(run / "found_yolo11n.pt")["ultranas"]  # the design named: a point, or how it differs
+    point, diffs = load_space("yolo").nearest_point(info["genotype"])
+    assert (not diffs) == info["is_hand_designed"]
+    assert (f"design: {point} (a hand-designed point of the yolo space)" if not diffs else
+            f"design: searched; {len(diffs)} decision(s) differ from {point},") in proc.stdout
 
 
 def test_comparison_has_per_seed_columns_and_the_verdict_is_printed(two_refs):

@@ -12,6 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import ultranas
 from ultranas.errors import UserError
 from ultranas.space import load_space
 from ultranas.ultra import build_model, count_params, gflops
@@ -81,6 +82,23 @@ def test_a_design_saved_before_the_levels_decision_is_the_same_design(space, lev
     for _ in range(30):  # a mutation changes what the design uses, never only what it leaves out
         child = space.mutate(g, rng)
         assert space.design_hash(child) != space.design_hash(g)
+
+
+def test_nearest_point_names_a_point_and_only_the_differences_that_change_the_model(space):
+    g = space.point("yolo11n")
+    assert space.nearest_point(g) == ("yolo11n", [])
+    for name in space.points:  # every point is itself (none is another point's duplicate)
+        assert space.nearest_point(space.point(name)) == (name, [])
+    child = dict(g, attention="none", attention_n=2, **{"N5out.n": 2})  # attention_n is unused without attention
+    assert space.nearest_point(child) == ("yolo11n", [("attention", "C2PSA", "none"), ("N5out.n", 1, 2)])
+    v8 = dict(space.point("yolov8n"), stem=24)
+    assert space.nearest_point(v8) == ("yolov8n", [("stem", 16, 24)])
+
+
+def test_cli_version_names_ultranas_and_the_libraries_it_runs_on(run_cli):
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith(f"ultranas {ultranas.__version__} (ultralytics 8.")
+    assert "torch " in proc.stdout and not proc.stderr
 
 
 def test_mutate_and_crossover_stay_in_space(space):

@@ -252,6 +252,8 @@ def cmd_info(a) -> None:
     info = ckpt.get("ultranas")
     print(f"{a.model}: {type(model).__name__}, {count_params(model):,} parameters, "
           f"{len(model.names)} classes, trained {(ckpt.get('train_args') or {}).get('epochs', '?')} epochs")
+    if info and (line := _design_line(info, len(model.names))):
+        print(line)
     if info and info.get("verdict"):
         print(f"verdict: {info['verdict'][0]}")
     if info and info.get("no_accuracy_signal"):
@@ -259,6 +261,25 @@ def cmd_info(a) -> None:
               "latency alone")
     print(yaml.safe_dump({"ultranas": info}, sort_keys=False, allow_unicode=True) if info
           else "no ultranas entry (a plain Ultralytics checkpoint)")
+
+
+def _design_line(info: dict, nc: int) -> str | None:
+    """Which design a checkpoint holds: a named point of its (bundled) space, or how it differs from the nearest."""
+    from .space import list_spaces, load_space
+
+    name, g = info.get("space"), info.get("genotype")
+    if not isinstance(g, dict) or name not in list_spaces():
+        return None
+    space = load_space(name)
+    if not space.check(g)[0]:
+        return f"design: not a design of the bundled {name} space"
+    point, diffs = space.nearest_point(g, nc)
+    if point is None:
+        return None
+    if not diffs:
+        return f"design: {point} (a hand-designed point of the {name} space)"
+    changes = ", ".join(f"{d} {a} -> {b}" for d, a, b in diffs[:8]) + (", ..." if len(diffs) > 8 else "")
+    return f"design: searched; {len(diffs)} decision(s) differ from {point}, the nearest hand-designed point: {changes}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -314,11 +335,27 @@ COMMANDS = {  # name: (one-line help, adds its flags, runs it)
 }
 
 
+def _version() -> str:
+    """ultranas's version and those of the libraries it runs on (read from their metadata: nothing is imported)."""
+    from importlib import metadata
+
+    from . import __version__
+
+    def of(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return f"ultranas {__version__} (ultralytics {of('ultralytics')}, torch {of('torch')}, optuna {of('optuna')})"
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser: every command's flags, or, given ``command``, only that one's (the others list their help only).
     ``command=""`` builds none: enough for ``ultranas --help``."""
     parser = _Parser(prog="ultranas", description="Neural architecture search for Ultralytics YOLO")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (text, add_flags, run) in COMMANDS.items():
         p = sub.add_parser(name, help=text)

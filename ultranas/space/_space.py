@@ -59,6 +59,19 @@ class SearchSpace:
         canonical = json.dumps([rows, g.get("imgsz")], sort_keys=True, default=str)
         return hashlib.sha1(canonical.encode()).hexdigest()[:12]
 
+    def nearest_point(self, g: dict, nc: int = 80) -> tuple[str | None, list[tuple[str, object, object]]]:
+        """The named point closest to design ``g`` and how ``g`` differs from it: (name, [(decision, the point's
+        choice, g's choice)]), only decisions that change the model; no differences: ``g`` is that point."""
+        g, best = self.complete(g), (None, [])
+        own = self.design_hash(g, nc)
+        for name, p in self.spec.points.items():
+            p = self.complete(p)
+            diffs = [(d, p[d], g[d]) for d in self.decisions
+                     if p.get(d) != g.get(d) and self.design_hash({**g, d: p[d]}, nc) != own]
+            if best[0] is None or len(diffs) < len(best[1]):
+                best = (name, diffs)
+        return best
+
     # -- validity -------------------------------------------------------------------------------------------
     def complete(self, g: dict) -> dict:
         """``g`` with what it may leave out filled in: ``levels`` (``P3-P5``, as designs before that decision) and the
