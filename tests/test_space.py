@@ -95,10 +95,19 @@ def test_nearest_point_names_a_point_and_only_the_differences_that_change_the_mo
     assert space.nearest_point(v8) == ("yolov8n", [("stem", 16, 24)])
 
 
+def test_nearest_point_marks_parts_the_point_does_not_have_and_odd_genotypes_are_refused():
+    space = load_space("yolo-levels")
+    g = dict(space.point("yolo11n"), levels="P2-P5", **{"N2.width": 48})
+    name, diffs = space.nearest_point(g)
+    assert name == "yolo11n" and diffs == [("levels", "P3-P5", "P2-P5"), ("N2.width", "unused", 48)]
+    assert space.check({**g, 1: 0, "x": 0}) == (False, "decision set differs from the space at '1'")  # no TypeError
+
+
 def test_cli_version_names_ultranas_and_the_libraries_it_runs_on(run_cli):
     proc = run_cli("--version")
     assert proc.returncode == 0 and proc.stdout.startswith(f"ultranas {ultranas.__version__} (ultralytics 8.")
     assert "torch " in proc.stdout and not proc.stderr
+    assert run_cli("--version", env={"COLUMNS": "30"}).stdout == proc.stdout  # one line, never wrapped
 
 
 def test_mutate_and_crossover_stay_in_space(space):

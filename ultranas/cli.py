@@ -252,7 +252,11 @@ def cmd_info(a) -> None:
     info = ckpt.get("ultranas")
     print(f"{a.model}: {type(model).__name__}, {count_params(model):,} parameters, "
           f"{len(model.names)} classes, trained {(ckpt.get('train_args') or {}).get('epochs', '?')} epochs")
-    if info and (line := _design_line(info, len(model.names))):
+    try:
+        line = _design_line(info, model) if info else None
+    except Exception:  # noqa: BLE001 (the genotype is a checkpoint's data: an odd one names nothing, info goes on)
+        line = None
+    if line:
         print(line)
     if info and info.get("verdict"):
         print(f"verdict: {info['verdict'][0]}")
@@ -263,16 +267,24 @@ def cmd_info(a) -> None:
           else "no ultranas entry (a plain Ultralytics checkpoint)")
 
 
-def _design_line(info: dict, nc: int) -> str | None:
-    """Which design a checkpoint holds: a named point of its (bundled) space, or how it differs from the nearest."""
-    from .space import list_spaces, load_space
+def _design_line(info: dict, model) -> str | None:
+    """Which design a checkpoint holds: a named point of its (bundled) space, or how it differs from the nearest.
+    Nothing when the bundled space of that name does not render the checkpoint's model from its genotype (another
+    version of the space, a user's copy under the same name)."""
+    from .space import SearchSpace, list_spaces
+    from .space._schema import load_space_file
+    from .space._space import SPACES_DIR
 
     name, g = info.get("space"), info.get("genotype")
-    if not isinstance(g, dict) or name not in list_spaces():
+    if not isinstance(g, dict) or not isinstance(name, str) or name not in list_spaces():
         return None
-    space = load_space(name)
-    if not space.check(g)[0]:
-        return f"design: not a design of the bundled {name} space"
+    space = SearchSpace(load_space_file(SPACES_DIR / f"{name}.yaml"))  # the bundled file, never ./<name>
+    if not space.check(g)[0] or info.get("space_version") != space.version:
+        return None
+    nc, mine, theirs = len(model.names), space.render(g, len(model.names)), getattr(model, "yaml", None)
+    if not isinstance(theirs, dict) or mine["backbone"] != theirs.get("backbone") or \
+            mine["head"][:-1] != list(theirs.get("head") or [])[:-1]:  # the head's class count may be retrained
+        return None
     point, diffs = space.nearest_point(g, nc)
     if point is None:
         return None
@@ -350,12 +362,23 @@ def _version() -> str:
     return f"ultranas {__version__} (ultralytics {of('ultralytics')}, torch {of('torch')}, optuna {of('optuna')})"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: one unwrapped line, the versions read only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version())
+        parser.exit()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser: every command's flags, or, given ``command``, only that one's (the others list their help only).
     ``command=""`` builds none: enough for ``ultranas --help``."""
     parser = _Parser(prog="ultranas", description="Neural architecture search for Ultralytics YOLO")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_VersionAction, help="print the versions of ultranas and its libraries")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (text, add_flags, run) in COMMANDS.items():
         p = sub.add_parser(name, help=text)

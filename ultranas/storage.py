@@ -6,6 +6,7 @@ Shared by the search loop (heartbeats, stale trials), the run directory (opening
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def make_storage(url: str):
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     if url.startswith("sqlite"):  # local worker processes write to one file: wait for its lock, don't fail
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_WAIT_S}})
+        return _rdb_storage(url, engine_kwargs={"connect_args": {"timeout": SQLITE_WAIT_S}})
     retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental in optuna 4.9+, the documented way all the same
@@ -49,9 +50,28 @@ def make_storage(url: str):
     import inspect
 
     new_name = "heartbeat_stale_trial_callback" in inspect.signature(optuna.storages.RDBStorage).parameters
-    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                      **{"heartbeat_stale_trial_callback" if new_name else "failed_trial_callback":
-                                         callback})  # optuna 4.9 renamed it
+    return _rdb_storage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                        **{"heartbeat_stale_trial_callback" if new_name else "failed_trial_callback":
+                           callback})  # optuna 4.9 renamed it
+
+
+SCHEMA_RACE = ("already exists", "unique constraint", "duplicate key")  # another process created it first
+
+
+def _rdb_storage(url: str, attempts: int = 5, **kwargs) -> optuna.storages.RDBStorage:
+    """optuna's RDB storage, opened again when another process was creating the same new database at that moment
+    (a worker, a dashboard, a script polling the study file): optuna creates the schema without a lock, so the
+    slower of two fails with "table ... already exists" or a duplicate schema-version row. A second look sees it."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(attempts - 1):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (IntegrityError, OperationalError, ProgrammingError) as e:
+            if not any(s in str(e).lower() for s in SCHEMA_RACE):
+                raise
+            time.sleep(0.1 * (attempt + 1))
+    return optuna.storages.RDBStorage(url, **kwargs)
 
 
 def heartbeat(study: optuna.Study, trial: optuna.Trial):

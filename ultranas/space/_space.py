@@ -61,12 +61,15 @@ class SearchSpace:
 
     def nearest_point(self, g: dict, nc: int = 80) -> tuple[str | None, list[tuple[str, object, object]]]:
         """The named point closest to design ``g`` and how ``g`` differs from it: (name, [(decision, the point's
-        choice, g's choice)]), only decisions that change the model; no differences: ``g`` is that point."""
+        choice or ``"unused"`` where the point has no such part, g's choice)]), only decisions that change the model;
+        no differences: ``g`` is that point."""
         g, best = self.complete(g), (None, [])
         own = self.design_hash(g, nc)
         for name, p in self.spec.points.items():
             p = self.complete(p)
-            diffs = [(d, p[d], g[d]) for d in self.decisions
+            point_hash = self.design_hash(p, nc)
+            diffs = [(d, p[d] if self.design_hash({**p, d: g[d]}, nc) != point_hash else "unused", g[d])
+                     for d in self.decisions
                      if p.get(d) != g.get(d) and self.design_hash({**g, d: p[d]}, nc) != own]
             if best[0] is None or len(diffs) < len(best[1]):
                 best = (name, diffs)
@@ -92,7 +95,7 @@ class SearchSpace:
         the design uses fit them."""
         g = self.complete(g)
         if set(g) != set(self.decisions):
-            missing = sorted(set(self.decisions) - set(g)) or sorted(set(g) - set(self.decisions))
+            missing = sorted(set(self.decisions) - set(g), key=str) or sorted(set(g) - set(self.decisions), key=str)
             return False, f"decision set differs from the space at '{missing[0]}'"
         for k, v in g.items():
             if not is_choice(v, self.decisions[k]):
