@@ -68,7 +68,7 @@ def test_small_object_set_reads_as_small_and_a_larger_input_changes_the_reading(
     assert p["reading"].startswith("small objects dominate")
     large = profile_data(data, 1024)
     assert not large["reading"].startswith("small")  # 4x the pixels: 20-60 px objects
-    points = load_space("yolo-levels").points  # a search tries the stride-4 designs first where objects are small
+    points = load_space("yolo").points  # a search tries the stride-4 designs first where objects are small
     assert [n for n, _ in points_first(points, p)][:2] == ["yolov8n-p2", "yolo26n-p2"]
     assert [n for n, _ in points_first(points, large)] == [n for n in points if not n.endswith("-p2")]
     assert "yolo26n-p2" in dict(points_first(points, large, keep={"yolo26n-p2"}))  # a reference always stays

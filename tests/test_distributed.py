@@ -56,10 +56,11 @@ def _cli(*args, **kw):
 
 
 def test_workers_share_a_study_and_a_killed_workers_trial_is_retried(postgres, tmp_path):
+    """No warm start: a retry queues behind the points already queued, which past the budget would starve it."""
     name, trials = "dist", 6
     coordinator = _cli("search", "--storage", postgres, "--name", name, "--trials", trials, "--epochs", 3,
                        "--imgsz", 32, "--batch", 4, "--strategy", "random", "--objectives", "map",
-                       "--focus", "front", "--no-final", "--project", tmp_path, cwd=tmp_path)
+                       "--focus", "front", "--no-final", "--no-warm-start", "--project", tmp_path, cwd=tmp_path)
     _wait_for_study(name, postgres)
     victim = _cli("worker", "--storage", postgres, "--name", name, "--quiet", cwd=tmp_path)
     helper = _cli("worker", "--storage", postgres, "--name", name, "--quiet", cwd=tmp_path)

@@ -26,16 +26,11 @@ def space():
     return load_space("yolo")
 
 
-@pytest.fixture(scope="module")
-def levels():
-    return load_space("yolo-levels")
-
-
 @pytest.mark.parametrize("name", BASELINES + ["yolov8n-p2", "yolo26n-p2"])
 def test_baseline_point_equals_ultralytics(name):
     from ultralytics.nn.tasks import DetectionModel
 
-    space = load_space("yolo-levels" if name.endswith("-p2") else "yolo")
+    space = load_space("yolo")
     ours = build_model(space.render(space.point(name), nc=80))
     theirs = DetectionModel(cfg=f"{name}.yaml", verbose=False)
     assert count_params(ours) == count_params(theirs)
@@ -52,8 +47,7 @@ def test_hash_identifies_designs(space):
     assert space.design_hash(no_attn) == space.design_hash(dict(no_attn, attention_n=2))  # unused decision
 
 
-def test_detection_levels_render_their_strides_and_unused_decisions_change_nothing(levels):
-    space = levels
+def test_detection_levels_render_their_strides_and_unused_decisions_change_nothing(space):
     g = space.point("yolo11n")
     assert g["levels"] == "P3-P5" and space.design_hash(dict(g, **{"N2.width": 64, "N3out.n": 2})) == \
         space.design_hash(g)  # the P2 path's decisions shape only P2-P5 designs
@@ -70,10 +64,9 @@ def test_detection_levels_render_their_strides_and_unused_decisions_change_nothi
         assert space.design_hash(space.from_model(space.render(d, nc=3))) == space.design_hash(d)
 
 
-def test_a_design_saved_before_the_levels_decision_is_the_same_design(space, levels):
-    old = space.point("yolo11n")  # the yolo space has no levels decision
-    space, g = levels, levels.point("yolo11n")
-    assert old == {k: v for k, v in g.items() if k != "levels" and not k.startswith(("N2.", "N3out."))}
+def test_a_design_saved_before_the_levels_decision_is_the_same_design(space):
+    g = space.point("yolo11n")
+    old = {k: v for k, v in g.items() if k != "levels" and not k.startswith(("N2.", "N3out."))}  # as saved before
     assert space.check(old)[0] and space.render(old) == space.render(g) and space.complete(old) == g
     assert space.design_hash(old) == space.design_hash(g) == "d40e7e3719f8"  # as before the decision existed
     p34 = dict(g, levels="P3-P4", **{"N5out.block": "A2C2f-conv", "N5out.width": 192})  # unused: any pair goes
@@ -96,7 +89,7 @@ def test_nearest_point_names_a_point_and_only_the_differences_that_change_the_mo
 
 
 def test_nearest_point_marks_parts_the_point_does_not_have_and_odd_genotypes_are_refused():
-    space = load_space("yolo-levels")
+    space = load_space("yolo")
     g = dict(space.point("yolo11n"), levels="P2-P5", **{"N2.width": 48})
     name, diffs = space.nearest_point(g)
     assert name == "yolo11n" and diffs == [("levels", "P3-P5", "P2-P5"), ("N2.width", "unused", 48)]
@@ -175,12 +168,6 @@ def test_property_random_and_mutated_designs_build_and_reload(space, tmp_path, s
     _reload_same(space, _random_design(space, seed, mutations), tmp_path)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10**6), mutations=st.integers(0, 2))
-def test_property_designs_of_every_level_layout_build_and_reload(levels, tmp_path, seed, mutations):
-    _reload_same(levels, _random_design(levels, seed, mutations), tmp_path)
-
-
 @settings(max_examples=45, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10**6))
 def test_property_mobile_designs_build_and_reload(tmp_path, seed):
@@ -208,7 +195,7 @@ BAD_SPACES = {  # case: (edit, the exact key and the reason the one line must na
 
 @pytest.mark.parametrize("case", sorted(BAD_SPACES))
 def test_bad_space_is_one_clear_line(tmp_path, case):
-    raw = yaml.safe_load(load_space("yolo-levels").path.read_text())
+    raw = yaml.safe_load(load_space("yolo").path.read_text())
     edit, message = BAD_SPACES[case]
     edit(raw)
     path = tmp_path / "bad.yaml"
