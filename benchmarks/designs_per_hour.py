@@ -1,5 +1,5 @@
-"""Designs fully evaluated per hour by the default search on cards at the calibrated proxy, before and after #21,
-and the calibrated proxy's band tau in the faster configuration.
+"""Designs fully evaluated per hour by the default search on cards at the calibrated proxy, before and after the
+local-workers change, and the calibrated proxy's band tau in the faster configuration.
 
 Arms (same data, default strategy (evolution), seed and trial budget; ``--no-final``; each a real ``ultranas
 search`` process, timed from start to exit: start-up, screening of proposals and trials):
@@ -119,7 +119,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--trials", type=int, default=16)
-    p.add_argument("--base-rev", default="51b0937", help="the code before #21")
+    p.add_argument("--base-rev", default="51b0937", help="the code before the local-workers change")
     p.add_argument("--skip-tau", action="store_true")
     p.add_argument("--only-tau", action="store_true", help="measure tau again into the existing results file")
     a = p.parse_args()

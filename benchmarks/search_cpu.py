@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ultranas.objectives._targets import _cpu_model
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -28,7 +30,7 @@ def main() -> None:
         trials = len((run / "leaderboard.csv").read_text().splitlines()) - 1 if proc.returncode == 0 else 0
     result = {"command": "ultranas search --data coco8.yaml", "returncode": proc.returncode, "wall_s": round(wall, 1),
               "goal_s": 180, "meets_goal": wall <= 180, "trials": trials, "comparison": rows,
-              "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}
+              "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "search_cpu.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

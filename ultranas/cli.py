@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 
 from . import checks
 from .cli_data import cmd_data, data_args
+from .cli_style import EXAMPLES, HelpFormatter, Parser, VersionAction, expand_key_values
 from .errors import UserError
 
 
@@ -38,81 +40,89 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     from .strategies import STRATEGIES
 
     d = SearchConfig()
-    p.add_argument("--data", default=d.data, help="data YAML; 'coco8.yaml' is bundled (default)")
-    p.add_argument("--space", default=d.space, help="space name (yolo, mobile) or YAML path")
-    p.add_argument("--strategy", default=d.strategy, help=f"search strategy: {_names(STRATEGIES)}")
-    p.add_argument("--trials", type=int, default=d.trials, help="designs to train (baselines included; designs "
+    g = p.add_argument_group("data and space")
+    g.add_argument("--data", default=d.data, help="data YAML; 'coco8.yaml' is bundled (default)")
+    g.add_argument("--space", default=d.space, help="space name (yolo, mobile) or YAML path")
+    g = p.add_argument_group("strategy and budget")
+    g.add_argument("--strategy", default=d.strategy, help=f"search strategy: {_names(STRATEGIES)}")
+    g.add_argument("--trials", type=int, default=d.trials, help="designs to train (baselines included; designs "
                    "screened out by a limit or a latency band do not count)")
-    p.add_argument("--time-limit", type=float, default=None, help="minutes of search: no trial starts after them "
+    g.add_argument("--time-limit", type=float, default=None, help="minutes of search: no trial starts after them "
                    "(the final stage runs after)")
-    p.add_argument("--objectives", type=_csv(), default=d.objectives, help=f"comma list of {_names(OBJECTIVES)}")
-    p.add_argument("--focus", default=d.focus, help="bands (default): spend the trials under each reference's "
+    g.add_argument("--objectives", type=_csv(), default=d.objectives, help=f"comma list of {_names(OBJECTIVES)}")
+    g.add_argument("--focus", default=d.focus, help="bands (default): spend the trials under each reference's "
                    "latency; front: the whole Pareto front of --objectives")
-    p.add_argument("--band-floor", type=float, default=d.band_floor, help="a band holds designs whose latency is in "
+    g.add_argument("--band-floor", type=float, default=d.band_floor, help="a band holds designs whose latency is in "
                    "(floor, 1] x its reference's (default 0: anything no slower)")
-    p.add_argument("--estimator", default=d.estimator, help=f"performance estimator: {_names(ESTIMATORS)}")
-    p.add_argument("--calibration", default=None, help="calibration.json from 'ultranas calibrate': use its estimator "
+    g = p.add_argument_group("estimation: each candidate's cheap score while searching")
+    g.add_argument("--estimator", default=d.estimator, help=f"performance estimator: {_names(ESTIMATORS)}")
+    g.add_argument("--calibration", default=None, help="calibration.json from 'ultranas calibrate': use its estimator "
                    "(it sets the proxy size, never --imgsz)")
-    p.add_argument("--trainer", default=d.trainer, help=f"short-train trainer: {_names(TRAINERS)}")
-    p.add_argument("--score", default=d.score, help=f"short-train ranks by: {_names(SCORES)} (all but map need "
+    g.add_argument("--trainer", default=d.trainer, help=f"short-train trainer: {_names(TRAINERS)}")
+    g.add_argument("--score", default=d.score, help=f"short-train ranks by: {_names(SCORES)} (all but map need "
                    "--trainer fast)")
-    p.add_argument("--proxy", default=d.proxy, help=f"zero-cost proxy (with --estimator zero-cost): "
+    g.add_argument("--proxy", default=d.proxy, help=f"zero-cost proxy (with --estimator zero-cost): "
                    f"{_names(ZERO_COST_PROXIES)}")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs of each candidate's short schedule")
-    p.add_argument("--imgsz", type=int, default=d.imgsz, help="deploy size: latency, limits, final retrain, found_*.pt")
-    p.add_argument("--proxy-imgsz", type=int, default=d.proxy_imgsz, help="training size of candidates while searching")
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--fraction", type=float, default=d.fraction, help="fraction of training images per candidate")
-    p.add_argument("--single-cls", action="store_true", help="class-agnostic targets while searching")
-    p.add_argument("--select-on", default=d.select_on, help="the split that scores designs while searching: auto "
+    g.add_argument("--epochs", type=int, default=d.epochs, help="epochs of each candidate's short schedule")
+    g.add_argument("--imgsz", type=int, default=d.imgsz, help="deploy size: latency, limits, final retrain, found_*.pt")
+    g.add_argument("--proxy-imgsz", type=int, default=d.proxy_imgsz, help="training size of candidates while searching")
+    g.add_argument("--batch", type=int, default=d.batch, help="batch size of candidates and final trainings")
+    g.add_argument("--fraction", type=float, default=d.fraction, help="fraction of training images per candidate")
+    g.add_argument("--single-cls", action="store_true", help="class-agnostic targets while searching")
+    g = p.add_argument_group("selection and verdict splits")
+    g.add_argument("--select-on", default=d.select_on, help="the split that scores designs while searching: auto "
                    "(val when the data has test:, else a part carved from train), val, or train (carved)")
-    p.add_argument("--judge-on", default=d.judge_on, help="the split that judges the final stage: auto (test when the "
+    g.add_argument("--judge-on", default=d.judge_on, help="the split that judges the final stage: auto (test when the "
                    "data has it, else val), val or test")
-    p.add_argument("--select-share", type=float, default=d.select_share, help="share of train carved as the "
+    g.add_argument("--select-share", type=float, default=d.select_share, help="share of train carved as the "
                    "selection split (at least 50 images)")
-    p.add_argument("--seeds", type=_csv(int), default=d.seeds, help="seeds averaged per candidate, e.g. 0,1")
-    p.add_argument("--rerank", type=int, default=d.rerank, help="re-train the K best designs of each band at a "
+    g = p.add_argument_group("seeds, re-ranking, successive halving")
+    g.add_argument("--seeds", type=_csv(int), default=d.seeds, help="seeds averaged per candidate, e.g. 0,1")
+    g.add_argument("--rerank", type=int, default=d.rerank, help="re-train the K best designs of each band at a "
                    "higher fidelity before the final stage picks one (0: off)")
-    p.add_argument("--rerank-epochs", type=int, default=d.rerank_epochs)
-    p.add_argument("--rerank-imgsz", type=int, default=None, help="default: twice --proxy-imgsz")
-    p.add_argument("--halving", action="store_true", help="successive halving over --rungs")
-    p.add_argument("--rungs", type=_csv(float), default=d.rungs, help="fidelities, ending at 1.0")
-    p.add_argument("--eta", type=int, default=d.eta)
-    p.add_argument("--no-warm-start", dest="warm_start", action="store_false", help="skip the baseline points")
-    p.add_argument("--max-latency", type=float, default=None, help="hard limit, ms at --imgsz")
-    p.add_argument("--max-params", type=float, default=None)
-    p.add_argument("--max-gflops", type=float, default=None)
-    p.add_argument("--latency-le", default=None, help="hard limit: latency <= that of this point, e.g. yolo11n")
-    p.add_argument("--latency-target", default=d.latency_target, help=f"where latency is measured: {_names(TARGETS)}")
-    p.add_argument("--latency-lut", default=None, help="a saved LatencyLUT JSON (same --latency-target and --imgsz): "
+    g.add_argument("--rerank-epochs", type=int, default=d.rerank_epochs, help="epochs of a re-rank training")
+    g.add_argument("--rerank-imgsz", type=int, default=None, help="default: twice --proxy-imgsz")
+    g.add_argument("--halving", action="store_true", help="successive halving over --rungs")
+    g.add_argument("--rungs", type=_csv(float), default=d.rungs, help="fidelities, ending at 1.0")
+    g.add_argument("--eta", type=int, default=d.eta, help="halving: the top 1/eta of a rung go on")
+    g.add_argument("--no-warm-start", dest="warm_start", action="store_false", help="skip the baseline points")
+    g = p.add_argument_group("latency, limits and references")
+    g.add_argument("--max-latency", type=float, default=None, help="hard limit, ms at --imgsz")
+    g.add_argument("--max-params", type=float, default=None, help="hard limit, parameters")
+    g.add_argument("--max-gflops", type=float, default=None, help="hard limit, GFLOPs at --imgsz")
+    g.add_argument("--latency-le", default=None, help="hard limit: latency <= that of this point, e.g. yolo11n")
+    g.add_argument("--latency-target", default=d.latency_target, help=f"where latency is measured: {_names(TARGETS)}")
+    g.add_argument("--latency-lut", default=None, help="a saved LatencyLUT JSON (same --latency-target and --imgsz): "
                    "designs' latencies are predicted from its per-layer table instead of measured")
-    p.add_argument("--references", type=_csv(), default=d.references, help="baselines the search aims under and the final "
+    g.add_argument("--references", type=_csv(), default=d.references, help="baselines the search aims under and the final "
                    "stage compares with; found_<scale>.pt for each (default yolo11n,yolo11s: those the space has)")
-    p.add_argument("--final-epochs", type=int, default=d.final_epochs)
-    p.add_argument("--final-init", default=d.final_init, choices=("scratch", "supernet"), help="final retrain "
+    g = p.add_argument_group("final stage and workers")
+    g.add_argument("--final-epochs", type=int, default=d.final_epochs, help="epochs of each final retrain")
+    g.add_argument("--final-init", default=d.final_init, choices=("scratch", "supernet"), help="final retrain "
                    "from scratch (default) or from the supernet's inherited weights, found designs and references "
                    "alike (needs --estimator supernet)")
-    p.add_argument("--final-seeds", type=_csv(int), default=d.final_seeds, help="seeds of the final retrain, e.g. "
+    g.add_argument("--final-seeds", type=_csv(int), default=d.final_seeds, help="seeds of the final retrain, e.g. "
                    "0,1,2 (each design is trained once per seed)")
-    p.add_argument("--workers", type=int, default=d.workers, help="local worker processes evaluating trials in "
+    g.add_argument("--workers", type=int, default=d.workers, help="local worker processes evaluating trials in "
                    "parallel (0, default: one per physical CPU core, at most 4, or one per GPU in --device)")
-    p.add_argument("--final-workers", type=int, default=d.final_workers, help="final-stage trainings run in parallel")
-    p.add_argument("--final-cache", default=None, help="JSON-lines file of final results reused across runs")
-    p.add_argument("--no-final", dest="final", action="store_false", help="skip the final retrain")
-    p.add_argument("--final", dest="final", action="store_true", help="run the final retrain (the default; with "
+    g.add_argument("--final-workers", type=int, default=d.final_workers, help="final-stage trainings run in parallel")
+    g.add_argument("--final-cache", default=None, help="JSON-lines file of final results reused across runs")
+    g.add_argument("--no-final", dest="final", action="store_false", help="skip the final retrain")
+    g.add_argument("--final", dest="final", action="store_true", help="run the final retrain (the default; with "
                    "--resume, the way to run it for a run made with --no-final)")
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--project", default=d.project)
-    p.add_argument("--name", default=d.name)
-    p.add_argument("--storage", default=None, help="optuna storage URL (default: SQLite study.db in the run)")
-    p.add_argument("--coco128", default=None, help="folder of a local coco128 (for --data coco128.yaml)")
-    p.add_argument("--verbose", action="store_true", help="show Ultralytics' per-epoch output")
+    g = p.add_argument_group("run")
+    g.add_argument("--device", default=d.device, help="cpu, 0, 0,1 or cuda:0")
+    g.add_argument("--seed", type=int, default=d.seed, help="the strategy's random seed")
+    g.add_argument("--project", default=d.project, help="folder of runs")
+    g.add_argument("--name", default=d.name, help="run folder name, numbered exp2, exp3 ... when taken")
+    g.add_argument("--storage", default=None, help="optuna storage URL (default: SQLite study.db in the run)")
+    g.add_argument("--coco128", default=None, help="folder of a local coco128 (for --data coco128.yaml)")
+    g.add_argument("--verbose", action="store_true", help="show Ultralytics' per-epoch output")
 
 
 def _given(argv: list[str]) -> set[str]:
     """Names of the search settings given explicitly on the command line (not defaults)."""
-    p = _Parser(prog="ultranas search")
+    p = Parser(prog="ultranas search")
     _search_args(p)
     p.add_argument("--resume")
     for action in p._actions:
@@ -139,8 +149,8 @@ def _calibrate_args(p: argparse.ArgumentParser) -> None:
 
     d = CalibrateConfig()
     others = [e for e in ESTIMATORS if e not in ("short-train", "zero-cost")]
-    p.add_argument("--data", default=d.data)
-    p.add_argument("--space", default=d.space)
+    p.add_argument("--data", default=d.data, help="data YAML")
+    p.add_argument("--space", default=d.space, help="space name or YAML path")
     p.add_argument("--n", type=int, default=d.n, help="designs (the space's points first, then random samples)")
     p.add_argument("--estimators", default=None, help=f"comma list of the estimators to calibrate (default "
                    f"{d.estimators}): short-train[:{'|'.join(SCORES)}], zero-cost:<{'|'.join(ZERO_COST_PROXIES)}>"
@@ -153,19 +163,19 @@ def _calibrate_args(p: argparse.ArgumentParser) -> None:
                    "short-train estimator")
     p.add_argument("--reference-cache", default=d.reference_cache,
                    help="JSON-lines file of reference results: reused when present, appended when new")
-    p.add_argument("--reference-epochs", type=int, default=d.reference_epochs)
+    p.add_argument("--reference-epochs", type=int, default=d.reference_epochs, help="epochs of the reference training")
     p.add_argument("--seeds", default=d.seeds, help="reference seeds (>= 2 to measure seed noise)")
-    p.add_argument("--imgsz", type=int, default=d.imgsz)
-    p.add_argument("--batch", type=int, default=d.batch)
+    p.add_argument("--imgsz", type=int, default=d.imgsz, help="the reference's image size")
+    p.add_argument("--batch", type=int, default=d.batch, help="batch size")
     p.add_argument("--band", type=float, default=d.band, help="cost band: GFLOPs within +-band of --band-point")
-    p.add_argument("--band-point", default=d.band_point)
+    p.add_argument("--band-point", default=d.band_point, help="the point whose GFLOPs centre the cost band")
     p.add_argument("--band-samples", type=int, default=d.band_samples, help="random designs drawn inside the cost "
                    "band")
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--project", default=d.project)
-    p.add_argument("--name", default=d.name)
-    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--device", default=d.device, help="cpu, 0 or cuda:0")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the random designs")
+    p.add_argument("--project", default=d.project, help="folder of runs")
+    p.add_argument("--name", default=d.name, help="run folder name")
+    p.add_argument("--verbose", action="store_true", help="show Ultralytics' per-epoch output")
 
 
 def cmd_calibrate(a) -> None:
@@ -294,14 +304,6 @@ def _design_line(info: dict, model) -> str | None:
     return f"design: searched; {len(diffs)} decision(s) differ from {point}, the nearest hand-designed point: {changes}"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as one line (a UserError) instead of usage + error."""
-
-    def error(self, message):
-        raise UserError(f"{message} (see 'ultranas {self.prog.split()[-1]} --help')" if " " in self.prog
-                        else f"{message} (see 'ultranas --help')")
-
-
 def _worker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", required=True, help="the study's optuna storage URL (postgresql://..., journal:...)")
     p.add_argument("--name", required=True, help="the study name given to 'ultranas search --name'")
@@ -347,41 +349,17 @@ COMMANDS = {  # name: (one-line help, adds its flags, runs it)
 }
 
 
-def _version() -> str:
-    """ultranas's version and those of the libraries it runs on (read from their metadata: nothing is imported)."""
-    from importlib import metadata
-
-    from . import __version__
-
-    def of(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    return f"ultranas {__version__} (ultralytics {of('ultralytics')}, torch {of('torch')}, optuna {of('optuna')})"
-
-
-class _VersionAction(argparse.Action):
-    """``--version``: one unwrapped line, the versions read only when asked."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(_version())
-        parser.exit()
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser: every command's flags, or, given ``command``, only that one's (the others list their help only).
     ``command=""`` builds none: enough for ``ultranas --help``."""
-    parser = _Parser(prog="ultranas", description="Neural architecture search for Ultralytics YOLO")
+    parser = Parser(prog="ultranas", description="Neural architecture search for Ultralytics YOLO")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("--version", action=_VersionAction, help="print the versions of ultranas and its libraries")
+    parser.add_argument("--version", action=VersionAction, help="print the versions of ultranas and its libraries")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (text, add_flags, run) in COMMANDS.items():
-        p = sub.add_parser(name, help=text)
+        usage = f"ultranas {name} [--flag value | key=value ...]" if name in EXAMPLES else None
+        p = sub.add_parser(name, help=text, description=text, epilog=EXAMPLES.get(name), usage=usage,
+                           formatter_class=HelpFormatter)
         if command is None or command == name:
             add_flags(p)
         p.set_defaults(func=run)
@@ -390,12 +368,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("YOLO_VERBOSE", "false")  # the command shows our progress; Ultralytics' log on request
     debug = "--debug" in argv
     if not debug:
         warnings.filterwarnings("ignore")  # library deprecation chatter is not for users; --debug shows it
     try:
         command = next((a for a in argv if not a.startswith("-")), "")
-        args = build_parser(command if command in COMMANDS else "").parse_args(argv)
+        parser = build_parser(command if command in COMMANDS else "")
+        if command not in MODES:  # the modes read key=value themselves, as Ultralytics does
+            argv = expand_key_values(argv, parser)
+        args = parser.parse_args(argv)
         args.argv = list(argv)
         args.func(args)
         return 0
@@ -408,8 +390,6 @@ def main(argv: list[str] | None = None) -> int:
               if run else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:  # `ultranas space show yolo | head`: the reader left early, which is no error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as e:  # unexpected: still one line unless --debug

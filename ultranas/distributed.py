@@ -15,11 +15,13 @@ from .config import SearchConfig
 from .engine import SearchContext, run_worker
 from .errors import UserError
 from .rundir import check_no_links, config_from
+from .runtime import quiet_ultralytics
 from .storage import GRACE_S, HEARTBEAT_S, check_study_exists, driver_url, make_storage, storage_file
 
 __all__ = ["GRACE_S", "HEARTBEAT_S", "driver_url", "make_storage", "worker"]
 
 
+@quiet_ultralytics
 def worker(storage: str, name: str, device: str | None = None, progress: bool = True) -> Path:
     """Join study ``name`` in ``storage`` with its stored settings and evaluate trials until the budget is spent."""
     check_study_exists(storage)

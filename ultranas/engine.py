@@ -31,6 +31,7 @@ from .objectives import Candidate, make_objectives
 from .preflight import preflight, sigterm_as_interrupt
 from .report import write_reports
 from .rundir import absolute_paths, check_resumable, check_writable, load_run, new_run_dir, open_study, storage_url
+from .runtime import quiet_ultralytics
 from .space import SearchSpace, load_space
 from .splits import plan_splits
 from .storage import fail_stale, heartbeat
@@ -343,6 +344,7 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
         bar.close()
 
 
+@quiet_ultralytics
 def search(resume: str | Path | None = None, progress: bool = True, **kwargs) -> Path:
     """Run (or resume) a search; returns the run directory. Keyword arguments are ``SearchConfig`` fields; with
     ``resume``, only settings that keep the finished trials meaningful may be given (``trials`` to extend ...)."""

@@ -6,8 +6,9 @@ anything imports Ultralytics (which reads them at import):
 - ``YOLO_CONFIG_DIR``: unless one is set, Ultralytics gets a private config dir for this process (a fresh temporary
   folder, removed at exit; child processes share it), so the user's global settings are never read or rewritten
   and a refused command leaves nothing behind (Ultralytics writes ``settings.json`` there when it is imported);
-- ``YOLO_OFFLINE`` (no online check, hence no analytics sync), ``YOLO_AUTOINSTALL=false`` (no pip installs),
-  ``YOLO_VERBOSE=false``;
+- ``YOLO_OFFLINE`` (no online check, hence no analytics sync), ``YOLO_AUTOINSTALL=false`` (no pip installs);
+  Ultralytics' verbosity is left as the user set it: the ``ultranas`` command is quiet by default, and
+  :func:`quiet_ultralytics` quiets it only for the duration of a search, worker or calibration;
 - ``ULTRALYTICS_SAFE_LOAD=1``: every checkpoint load uses Ultralytics' restricted (``weights_only``) unpickler;
 - ``NNCF_CI=1`` unless set: NNCF (INT8 quantisation) sends no telemetry; OpenVINO's converter is run inside
   :func:`no_telemetry`;
@@ -48,7 +49,6 @@ def configure_env() -> None:
     created but this process's private Ultralytics config dir (in the temporary folder), and nothing raised."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-    os.environ.setdefault("YOLO_VERBOSE", "false")
     os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"  # restricted unpickler for every load (README: loading is safe)
     os.environ.setdefault("NNCF_CI", "1")  # NNCF's switch for its telemetry (read at its import): nothing is sent
     if not os.environ.get("OMP_NUM_THREADS"):
@@ -215,7 +215,8 @@ def setup() -> None:
         return
     configure_env()
     _check_config_dir()
-    from ultralytics import utils
+    with _settings_notice_hidden():
+        from ultralytics import utils
 
     wanted = {"sync": False, **{k: False for k in _INTEGRATIONS if k in utils.SETTINGS}}
     if any(utils.SETTINGS.get(k) != v for k, v in wanted.items()):
@@ -227,6 +228,24 @@ def setup() -> None:
         tasks.SAFE_LOAD = True  # patch (no switch after import): the module-level flag its loader reads
     _decline_openvino_telemetry()
     _done.add("setup")
+
+
+@contextlib.contextmanager
+def _settings_notice_hidden():
+    """Ultralytics announces a settings file it creates at import; in this process's private config dir that is news
+    to no one (and would be printed by every process). Its other messages pass."""
+    import logging
+
+    logger = logging.getLogger("ultralytics")
+
+    def keep(record) -> bool:
+        return "Ultralytics Settings" not in record.getMessage()
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def _decline_openvino_telemetry() -> None:
@@ -283,3 +302,19 @@ def patch_amp_check() -> None:
 
 
 configure_env()
+
+
+def quiet_ultralytics(fn):
+    """Run ``fn`` with Ultralytics' log at its ``verbose=`` (default off), for that call only: its own training and
+    validation output, and that of the processes it starts. The user's Ultralytics output elsewhere in the process
+    (``NAS(...).val(verbose=True)``, ``YOLO(...).info()``) is left as they set it."""
+    import functools
+
+    @functools.wraps(fn)
+    def scoped(*args, **kwargs):
+        from .ultra import ultralytics_verbosity
+
+        with ultralytics_verbosity(bool(kwargs.get("verbose"))):
+            return fn(*args, **kwargs)
+
+    return scoped

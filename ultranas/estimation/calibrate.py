@@ -22,6 +22,7 @@ from ..data import class_names, safe_data_yaml
 from ..errors import UserError
 from ..fsutil import atomic_write_json
 from ..objectives._base import Candidate
+from ..runtime import quiet_ultralytics
 from ..space import load_space
 from ._base import SCORES, signed_score
 from ._calib_designs import sample_designs
@@ -143,6 +144,7 @@ def _proxy_estimators(specs: list[str], data, a, flag: str = "--estimators") -> 
     return out
 
 
+@quiet_ultralytics
 def calibrate(**kwargs) -> dict:
     """Run the calibration (keyword arguments: :class:`CalibrateConfig`'s fields; ``proxy`` is an alias of
     ``estimators``); returns and saves ``calibration.json``."""
