@@ -23,7 +23,7 @@ TINY = dict(data="coco8.yaml", epochs=1, imgsz=32, proxy_imgsz=32, batch=4, fina
 
 
 def test_default_command_produces_found_models_and_comparison(default_run, monkeypatch):
-    for name in ("args.yaml", "study.db", "leaderboard.csv", "pareto.png", "found_n.pt", "found_s.pt",
+    for name in ("args.yaml", "study.db", "leaderboard.csv", "pareto.png", "comparison.png", "found_n.pt", "found_s.pt",
                  "comparison.csv", "trials/0/model.yaml", "profile.json"):
         assert (default_run / name).exists(), name
     profile = yaml.safe_load((default_run / "profile.json").read_text())  # the data profile at the deploy size

@@ -117,3 +117,23 @@ def test_real_models_longer_training_is_better_and_a_model_ties_itself(tuned, sh
     lines = verdict_lines("found_n", Stats((long_.map50_95(),)), "yolo11n", Stats((short.map50_95(),)), win,
                           "yolo11n", Stats((short.map50_95(),)), None, 0.9, Judged("val", 32), None, False)
     assert lines[0].endswith("better (the interval is above 0)") and "[+" in lines[0]
+
+
+def test_the_comparison_plot_has_a_panel_per_reference_and_draws_blank_gaps(tmp_path):
+    from PIL import Image
+
+    from ultranas.report import plot_comparison
+
+    def row(ref, model, role, gap, ratio):
+        return {"reference": ref, "model": model, "role": role, "latency_ratio": ratio, "map50_95_mean": 0.4,
+                "gap_pts": "" if gap is None else gap, "ci_low_pts": "" if gap is None else gap - 2,
+                "ci_high_pts": "" if gap is None else gap + 3, "judged_on": "test", "n_images": 200, "seeds": 3}
+
+    one = [row("yolo11n", "found_n", "found", 1.5, 0.93), row("yolo11n", "yolo11n", "reference", None, 1.0),
+           row("yolo11n", "yolo26n", "hand-designed", -4.0, 0.85)]
+    two = one + [row("yolo11s", "found_s", "found", -0.5, 0.97), row("yolo11s", "yolo11s", "reference", None, 1.0)]
+    plot_comparison(one, tmp_path / "one.png")
+    plot_comparison(two, tmp_path / "two.png")
+    plot_comparison([], tmp_path / "none.png")  # nothing to draw, nothing written
+    w1, w2 = Image.open(tmp_path / "one.png").size[0], Image.open(tmp_path / "two.png").size[0]
+    assert 1.6 < w2 / w1 < 2.4 and not (tmp_path / "none.png").exists()

@@ -18,6 +18,7 @@ from .bootstrap import ImageMatches, gap, resample_budget, resampled_maps
 from .data_profile import kept_points, points_first
 from .final_train import int8_all, train_all
 from .fsutil import atomic_write_csv
+from .report import plot_comparison
 from .verdict import Judged, Stats, print_table, verdict_lines
 
 TS = optuna.trial.TrialState
@@ -137,6 +138,7 @@ def final_stage(ctx) -> list[dict]:
     for p in plan:
         rows += _judge(ctx, p, names[p["reference"]], results, matches, int8_facts, no_signal)
     atomic_write_csv(ctx.run_dir / "comparison.csv", rows)
+    plot_comparison(rows, ctx.run_dir / "comparison.png")
     print_table(rows)
     if no_signal:
         print("ultranas: warning: every design scored the same, so the choice above rests on latency alone. The data "

@@ -1,4 +1,5 @@
-"""Run reports: ``leaderboard.csv`` (every trial) and ``pareto.png`` (mAP against latency, front highlighted)."""
+"""Run reports: ``leaderboard.csv`` (every trial), ``pareto.png`` (score against latency, bands and front) and
+``comparison.png`` (the final stage's gaps with their intervals)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
             if not any(l2 <= lat and s2 >= sc and (l2, s2) != (lat, sc) for l2, s2 in points)]
 
 
-def plot_pareto(rows: list[dict], path, score: str = "map") -> None:
+def plot_pareto(rows: list[dict], path, score: str = "map", references: tuple[str, ...] = ()) -> None:
+    """Search score against latency: every design coloured by its latency band, the Pareto front, hand-designed points
+    labelled and each reference's latency drawn as the edge of its band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,19 +49,69 @@ def plot_pareto(rows: list[dict], path, score: str = "map") -> None:
     fig, ax = plt.subplots(figsize=(7, 5))
     if done:
         pts = [(r["latency_ms"], r["score"]) for r in done]
+        bands = sorted({r["band"] for r in done}, key=lambda b: (b == "", b))
+        for i, band in enumerate(bands):
+            mine = [p for p, r in zip(pts, done) if r["band"] == band]
+            ax.scatter([p[0] for p in mine], [p[1] for p in mine], s=22, alpha=0.7, color=f"C{i % 10}",
+                       label=f"band of {band}" if band else "outside the bands")
         front = set(pareto_front(pts))
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], c="lightgray", edgecolors="gray", label="designs")
         fx = sorted((pts[i] for i in front), key=lambda p: p[0])
-        ax.plot([p[0] for p in fx], [p[1] for p in fx], "o-", color="tab:red", label="Pareto front")
+        ax.plot([p[0] for p in fx], [p[1] for p in fx], "-", color="black", lw=1, label="Pareto front")
         for r in done:
             if r["point"]:
+                ax.scatter([r["latency_ms"]], [r["score"]], marker="s", s=40, facecolors="none", edgecolors="black")
                 ax.annotate(r["point"], (r["latency_ms"], r["score"]), textcoords="offset points", xytext=(4, 4),
-                            fontsize=8, color="tab:blue")
-    ax.set_xlabel("latency (ms)")
+                            fontsize=8)
+        for ref in references:
+            ms = next((r["latency_ms"] for r in done if r["point"] == ref), None)
+            if ms is not None:
+                ax.axvline(ms, ls="--", lw=0.8, color="gray")
+        scores = [p[1] for p in pts]
+        if max(scores) - min(scores) < 1e-9:
+            ax.set_ylim(scores[0] - 0.05, scores[0] + 0.05)
+            ax.text(0.5, 0.9, "every design scored the same: no accuracy signal", transform=ax.transAxes,
+                    ha="center", color="tab:red")
+        if score == "map" and min(scores) >= 0:
+            ax.set_ylim(bottom=0)
+    ax.set_xlabel("latency (ms; dashed: a reference's, the edge of its band)")
     ax.set_ylabel(f"search score ({score})")
-    ax.set_title(f"ultranas search: {len(done)} designs")
+    ax.set_title(f"ultranas search: {len(done)} designs (squares: hand-designed)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
+    atomic_savefig(fig, path)
+    plt.close(fig)
+
+
+def plot_comparison(rows: list[dict], path) -> None:
+    """The final stage, one panel per reference: each model's gap to the reference (points of mAP50-95, with its 95 %
+    interval) against its latency ratio; a gap is real only where its bar clears 0."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    refs = list(dict.fromkeys(r["reference"] for r in rows))
+    if not refs:
+        return
+    fig, axes = plt.subplots(1, len(refs), figsize=(6 * len(refs), 4.5), squeeze=False)
+    style = {"found": ("*", "tab:red", 14), "reference": ("s", "black", 8), "hand-designed": ("o", "tab:blue", 7)}
+    for ax, ref in zip(axes[0], refs):
+        mine = [r for r in rows if r["reference"] == ref]
+        for r in mine:
+            marker, color, size = style.get(r["role"], ("o", "gray", 7))
+            gap = 0.0 if r["gap_pts"] == "" else float(r["gap_pts"])
+            err = None if r["gap_pts"] == "" else [[gap - float(r["ci_low_pts"])], [float(r["ci_high_pts"]) - gap]]
+            ax.errorbar([float(r["latency_ratio"])], [gap], yerr=err, fmt=marker, color=color, ms=size, capsize=4)
+            ax.annotate(f"{r['model']} {float(r['map50_95_mean']):.3f}", (float(r["latency_ratio"]), gap),
+                        textcoords="offset points", xytext=(6, -12 if r["role"] == "found" else 4), fontsize=8,
+                        color=color)
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.axvline(1, color="gray", lw=0.8, ls="--")
+        ax.set_xlabel(f"latency / {ref}'s (timed side by side)")
+        ax.set_ylabel(f"mAP50-95 gap to {ref} (points, 95 % interval)")
+        ax.set_title(f"under {ref}: judged on {mine[0]['judged_on']} ({mine[0]['n_images']} images, "
+                     f"{mine[0]['seeds']} seeds)", fontsize=10)
+        ax.grid(alpha=0.3)
     atomic_savefig(fig, path)
     plt.close(fig)
 
@@ -66,4 +119,5 @@ def plot_pareto(rows: list[dict], path, score: str = "map") -> None:
 def write_reports(ctx) -> None:
     rows = leaderboard_rows(ctx.study, [o.name for o in ctx.objectives])
     atomic_write_csv(ctx.run_dir / "leaderboard.csv", rows)
-    plot_pareto(rows, ctx.run_dir / "pareto.png", ctx.cfg.score if ctx.cfg.estimator == "short-train" else ctx.cfg.proxy)
+    plot_pareto(rows, ctx.run_dir / "pareto.png", ctx.cfg.score if ctx.cfg.estimator == "short-train" else ctx.cfg.proxy,
+                tuple(ctx.cfg.references))
