@@ -92,6 +92,11 @@ def test_rerank_rescores_each_bands_best_and_its_reference_before_the_final_choi
     by_hash = {t.user_attrs["hash"]: t for t in study.trials if "hash" in t.user_attrs}
     points = {by_hash[h].user_attrs.get("point") for h in records}
     assert {"yolo11n", "yolo26n"} <= points  # each band's reference is re-scored beside its best design
+    for t in study.trials:  # the references are evaluated first, each in its own band (whatever noise says)
+        if t.user_attrs.get("point") in ("yolo11n", "yolo26n"):
+            assert t.number < 2 and t.user_attrs["info"]["band"] == t.user_attrs["point"]
+    order = study.user_attrs["band_order:yolo11n,yolo26n"]  # the bands' order: from one session, kept in the study
+    assert set(order) == {"yolo11n", "yolo26n"} and all(ms > 0 for ms in order.values())
     assert all(r["setting"] == {"imgsz": 64, "epochs": 1} for r in records.values())
     rerank_args = list(run.glob("trials/*/rerank-e1-s0/args.yaml"))
     assert len(rerank_args) == len(records) and all(yaml.safe_load(p.read_text())["imgsz"] == 64 for p in rerank_args)

@@ -260,3 +260,19 @@ def test_lut_predicts_near_measurement_and_round_trips(space, tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(UserError, match="another host"):
         LatencyLUT.load(path)
+
+
+def test_band_order_comes_from_one_session_and_is_kept_in_the_study(space, tmp_path):
+    """The bands' order: each reference's ms from one round-robin session (yolo11s far slower than yolo11n), stored
+    in the study, so a second context (another worker, a resume) reads it instead of timing again."""
+    from ultranas.bands import make_bands, order_ms
+    from ultranas.objectives.latency import LatencyMeter
+
+    study = optuna.create_study()
+    meter = LatencyMeter("onnxruntime-cpu", threads=1, **FAST)
+    refs = {p: candidate(space, p, tmp_path) for p in ("yolo11s", "yolo11n")}
+    first = order_ms(study, meter, refs)
+    assert first["yolo11s"] > 1.5 * first["yolo11n"]
+    assert study.user_attrs["band_order:yolo11n,yolo11s"] == first
+    assert order_ms(study, LatencyMeter("onnxruntime-cpu", threads=1, **FAST), refs) == first  # read, not re-timed
+    assert [b.reference for b in make_bands(list(refs), first)] == ["yolo11n", "yolo11s"]

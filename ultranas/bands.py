@@ -69,3 +69,19 @@ def band_of(bands: list[Band], latency_vs: dict) -> Band | None:
 def next_band(bands: list[Band], counts: dict[str, int]) -> Band:
     """The band with the fewest counted trials so far (ties: the fastest), so the budget is shared evenly."""
     return min(bands, key=lambda b: (counts.get(b.reference, 0), bands.index(b)))
+
+
+def order_ms(study, meter, refs: dict) -> dict[str, float]:
+    """Each reference's latency to order the bands by (name -> ms), from one round-robin session of them all: two
+    separate timings of references within a few % of each other can order them either way, and the wrong order
+    leaves a band no design can enter (a reference then falls into the other band). Kept in the study, so every
+    worker, a resume and the final stage order the bands alike."""
+    names = list(refs)
+    if len(names) < 2:
+        return {r: meter.reference(c)["median_ms"] for r, c in refs.items()}
+    key = "band_order:" + ",".join(sorted(names))
+    if (stored := study.user_attrs.get(key)) is None or set(stored) != set(names):
+        recs, session = meter.session([refs[r] for r in names[1:]], refs[names[0]])
+        stored = {names[0]: session["ref_ms"], **{r: rec["ms"] for r, rec in zip(names[1:], recs)}}
+        study.set_user_attr(key, stored)
+    return stored

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import optuna
 import torch
-from tqdm import tqdm
 
 from . import ultra
-from .bands import GFLOPS_PRESCREEN, band_of, make_bands, next_band, reachable_bands
+from .bands import GFLOPS_PRESCREEN, band_of, make_bands, next_band, order_ms, reachable_bands
 from .config import SearchConfig, search_workers
 from .data import class_names, safe_data_yaml
 from .data_profile import announce_profile, kept_points, points_first
@@ -29,6 +28,7 @@ from .estimation import Pruned, SuccessiveHalving, make_estimator
 from .fsutil import RunLock, ask_lock, atomic_write_text, atomic_write_yaml
 from .objectives import Candidate, make_objectives
 from .preflight import preflight, sigterm_as_interrupt
+from .progress import Ticker, search_bar, search_status
 from .report import write_reports
 from .rundir import absolute_paths, check_resumable, check_writable, load_run, new_run_dir, open_study, storage_url
 from .runtime import quiet_ultralytics
@@ -39,7 +39,6 @@ from .strategies import make_strategy, pareto_fitness
 from .trials import (
     COUNTED,
     add_screened,
-    best_score,
     counted,
     done_by_hash,
     gives_way,
@@ -102,7 +101,9 @@ class SearchContext:
         self.limits = [r for r in [cfg.latency_le] if r]  # references every design must not be slower than
         self.references = {r: self.reference(r) for r in dict.fromkeys(self.limits + self._band_references())}
         ms = {r: self.meter.reference(c)["median_ms"] for r, c in self.references.items()}
-        self.bands = make_bands(self._band_references(), ms, cfg.band_floor) if cfg.focus == "bands" else []
+        band_refs = {r: self.references[r] for r in self._band_references()}
+        self.bands = make_bands(list(band_refs), order_ms(self.study, self.meter, band_refs), cfg.band_floor) \
+            if cfg.focus == "bands" else []
         ceiling = min([ms[r] for r in self.limits] + [cfg.max_latency or math.inf])
         self.bands = reachable_bands(self.bands, ms, ceiling)  # a band above a hard latency limit gets no trials
         self._prescreen = GFLOPS_PRESCREEN * max((c.info["gflops"] for c in self.references.values()), default=0.0)
@@ -166,18 +167,22 @@ class SearchContext:
         for r in self.limits:
             if (ratio := info["latency_vs"][r]["ratio"]) > 1.0:
                 return f"latency {ratio:.3f}x {r}'s > 1"
-        if self.bands and (band := band_of(self.bands, info["latency_vs"])) is None:
+        own = next((b for b in self.bands if self.references[b.reference].design_hash == cand.design_hash), None)
+        band = (own or band_of(self.bands, info["latency_vs"])) if self.bands else None  # a reference: its own
+        if self.bands and band is None:
             ratios = ", ".join(f"{r} {v['ratio']:.2f}x" for r, v in info["latency_vs"].items())
             return f"latency outside every band ({ratios})"
-        info["band"] = band.reference if self.bands else None
+        info["band"] = band.reference if band else None
         return None
 
 
 def warm_start(ctx: SearchContext) -> None:
-    """Queue the space's named points (the hand-designed baselines) once, before any strategy proposal."""
+    """Queue the space's named points (the hand-designed baselines) once, before any strategy proposal: the
+    references first (they anchor the bands and the re-rank), then the others in the order the data suggests."""
     if not ctx.cfg.warm_start or ctx.study.user_attrs.get("warm_started"):
         return
-    for name, point in points_first(ctx.space.points, getattr(ctx, "profile", None), kept_points(ctx.cfg), say=True):
+    order = points_first(ctx.space.points, getattr(ctx, "profile", None), kept_points(ctx.cfg), say=True)
+    for name, point in sorted(order, key=lambda item: item[0] not in ctx.cfg.references):
         ctx.study.enqueue_trial(point, user_attrs={"point": name})
     ctx.study.set_user_attr("warm_started", True)
 
@@ -187,7 +192,7 @@ def _history(ctx: SearchContext, band) -> tuple[list, list[float]]:
     done = [t for t in ctx.study.get_trials(deepcopy=True, states=(TS.COMPLETE,))
             if "genotype" in t.user_attrs and not t.user_attrs.get("duplicate_of") and t.values]
     if band is not None:
-        done = [t for t in done if band.holds(t.user_attrs.get("info", {}).get("latency_vs", {}))]
+        done = [t for t in done if t.user_attrs.get("info", {}).get("band") == band.reference]
         return done, [t.user_attrs["metrics"]["score"] for t in done]
     return done, pareto_fitness([t.values for t in done], ctx.directions)
 
@@ -215,6 +220,7 @@ def propose(ctx: SearchContext) -> None:
     band = next_band(ctx.bands, counts) if ctx.bands else None
     history, fitness = _history(ctx, band)
     seen, t0 = seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter()
+    told = 0  # proposals turned away so far that the study has been told of (a progress bar elsewhere shows them)
     for attempt in range(MAX_SCREENED):
         g = propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed, len(ctx.study.trials), attempt)
         if g is None:
@@ -229,9 +235,11 @@ def propose(ctx: SearchContext) -> None:
             accepted = True  # cannot be built or timed: the trial records why, as a failed design
         if accepted:
             ctx.study.enqueue_trial(g)
-            add_screened(ctx.study, attempt, time.perf_counter() - t0)
+            add_screened(ctx.study, attempt - told, time.perf_counter() - t0)
             return
-    add_screened(ctx.study, MAX_SCREENED, time.perf_counter() - t0)
+        add_screened(ctx.study, attempt + 1 - told)  # built and timed, then screened out: about a second each
+        told = attempt + 1
+    add_screened(ctx.study, MAX_SCREENED - told, time.perf_counter() - t0)
     raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
                     + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"
                     " relax the limits or lower --trials")
@@ -304,42 +312,39 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
     """Evaluate trials until the study has ``cfg.trials`` counted trials (shared across workers), then wait for the
     trials other workers are still running (a dead worker's trial is failed after its heartbeat grace and retried)."""
     without_progress = 0
-    bar = tqdm(total=ctx.cfg.trials, initial=min(counted(ctx.study), ctx.cfg.trials), desc="ultranas search",
-               unit="trial", disable=not progress, dynamic_ncols=True)
-    best = best_score(ctx.study)
+    bar = search_bar(ctx.cfg, counted(ctx.study), "ultranas search", progress)
     start, spent = time.time(), float(ctx.study.user_attrs.get("search_s", 0.0))  # earlier sessions of this run
+    ticker = Ticker(bar, lambda: search_status(ctx.study, ctx.cfg, lambda: spent + time.time() - start))
     try:
-        while counted(ctx.study) < ctx.cfg.trials:
-            elapsed = spent + time.time() - start
-            ctx.study.set_user_attr("search_s", round(elapsed, 1))
-            if ctx.cfg.time_limit is not None and elapsed >= 60 * ctx.cfg.time_limit:
-                print(f"ultranas: --time-limit {ctx.cfg.time_limit:g} min reached after {counted(ctx.study)} trials")
-                break
-            if without_progress > MAX_SCREENED:
-                raise UserError("the strategy keeps proposing invalid, screened or already-evaluated designs; "
-                                "the space may be exhausted: lower --trials, relax the limits or widen the space")
-            fail_stale(ctx.study)
-            waiting = ctx.study.get_trials(deepcopy=False, states=(TS.WAITING,))
-            running = ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))
-            if running and counted(ctx.study) + len(running) >= ctx.cfg.trials:
-                time.sleep(poll_s)  # the rest of the budget is being evaluated by other workers
-                continue
-            with ask_lock(ctx.run_dir):  # local siblings: one takes a queued trial at a time, and names itself
-                if not waiting:
-                    propose(ctx)
-                trial = ctx.study.ask()
-                trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-            if gives_way(ctx.study, trial, ctx.cfg.trials):
-                time.sleep(poll_s)
-                continue
-            with heartbeat(ctx.study, trial):
-                state, score = evaluate_trial(ctx, trial)
-            without_progress = without_progress + 1 if state in ("invalid", "duplicate", "screened") else 0
-            if score is not None and (best is None or score > best):
-                best = score
-            bar.n = min(counted(ctx.study), ctx.cfg.trials)
-            bar.set_postfix_str(f"last={state} best={best if best is None else round(best, 4)}")
-            bar.refresh()
+        with ticker:
+            while counted(ctx.study) < ctx.cfg.trials:
+                elapsed = spent + time.time() - start
+                ctx.study.set_user_attr("search_s", round(elapsed, 1))
+                if ctx.cfg.time_limit is not None and elapsed >= 60 * ctx.cfg.time_limit:
+                    print(f"ultranas: --time-limit {ctx.cfg.time_limit:g} min reached after {counted(ctx.study)} trials")
+                    break
+                if without_progress > MAX_SCREENED:
+                    raise UserError("the strategy keeps proposing invalid, screened or already-evaluated designs; "
+                                    "the space may be exhausted: lower --trials, relax the limits or widen the space")
+                fail_stale(ctx.study)
+                waiting = ctx.study.get_trials(deepcopy=False, states=(TS.WAITING,))
+                running = ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))
+                if running and counted(ctx.study) + len(running) >= ctx.cfg.trials:
+                    time.sleep(poll_s)  # the rest of the budget is being evaluated by other workers
+                    continue
+                with ask_lock(ctx.run_dir):  # local siblings: one takes a queued trial at a time, and names itself
+                    if not waiting:
+                        propose(ctx)
+                    trial = ctx.study.ask()
+                    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+                if gives_way(ctx.study, trial, ctx.cfg.trials):
+                    time.sleep(poll_s)
+                    continue
+                with heartbeat(ctx.study, trial):
+                    state, score = evaluate_trial(ctx, trial)
+                without_progress = without_progress + 1 if state in ("invalid", "duplicate", "screened") else 0
+                bar.n = min(counted(ctx.study), ctx.cfg.trials)
+                ticker.tick()
     finally:
         bar.close()
 
@@ -374,6 +379,7 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
             ctx = SearchContext(cfg, run_dir, data_checked=not resume, resume=bool(resume))
             print(f"ultranas: {ctx.splits.describe()}", flush=True)
             ctx.profile = announce_profile(ctx.full_data, cfg.imgsz, run_dir)
+            ctx.progress = progress  # the final stage's bar too
             if resume:
                 recover_interrupted(ctx.study)
             warm_start(ctx)

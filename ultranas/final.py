@@ -13,7 +13,7 @@ from __future__ import annotations
 import optuna
 
 from . import __version__, ultra
-from .bands import Band, make_bands
+from .bands import Band, make_bands, order_ms
 from .bootstrap import ImageMatches, gap, resample_budget, resampled_maps
 from .data_profile import kept_points, points_first
 from .final_train import int8_all, train_all
@@ -120,7 +120,7 @@ def final_stage(ctx) -> list[dict]:
     them on the verdict split; write ``found_*.pt`` and ``comparison.csv``; print the table and the verdicts."""
     cfg, (pool, known) = ctx.cfg, _pool(ctx)
     names = labels(cfg.references)
-    bands = make_bands(cfg.references, {r: ctx.meter.reference(ctx.reference(r))["median_ms"] for r in cfg.references})
+    bands = make_bands(cfg.references, order_ms(ctx.study, ctx.meter, {r: ctx.reference(r) for r in cfg.references}))
     plan = [choose(ctx, band, pool, known) for band in bands]
     designs, need_weights = {}, set()
     for p in plan:

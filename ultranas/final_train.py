@@ -11,12 +11,15 @@ import os
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 from . import ultra
 from .bootstrap import ImageMatches
 from .config import final_workers
 from .data import _label_dir, list_images, load_data_yaml
 from .estimation import compressed_schedule
 from .fsutil import atomic_write_text
+from .progress import Ticker, final_status
 from .verdict import Stats
 
 KEY_VERSION = "v2"  # v2: judged on the verdict split, with per-image matches
@@ -113,11 +116,18 @@ def train_all(ctx, designs: dict[str, tuple], need_weights: set[str]) -> dict[st
         print(f"ultranas: final stage: {len(jobs)} training(s) at {cfg.imgsz} px, {cfg.final_epochs} epochs, "
               f"seeds {','.join(map(str, cfg.final_seeds))}, on all of train, judged on {ctx.splits.judge_on}"
               + (f", {workers} at a time" if workers > 1 else ""), flush=True)
-    for n, (job, label, i, key, result) in enumerate(_run(jobs, workers), 1):
-        cache.put(key, result)
-        results[label][i] = result
-        print(f"ultranas: final {n}/{len(jobs)}: {label} seed {job['args']['seed']}: mAP50-95 {result['map']:.4f} "
-              f"on {result['n_images']} {ctx.splits.judge_on} images ({result['train_s']:.0f} s)", flush=True)
+    folders, t0 = [Path(job["project"]) / job["name"] for job, *_ in jobs], time.time()
+    bar = tqdm(total=len(jobs), desc="ultranas final", unit="training", dynamic_ncols=True,
+               disable=not jobs or not getattr(ctx, "progress", True))
+    with Ticker(bar, lambda: final_status(folders, cfg.final_epochs, t0, time.time)):
+        for n, (job, label, i, key, result) in enumerate(_run(jobs, workers), 1):
+            cache.put(key, result)
+            results[label][i] = result
+            bar.write(f"ultranas: final {n}/{len(jobs)}: {label} seed {job['args']['seed']}: mAP50-95 "
+                      f"{result['map']:.4f} on {result['n_images']} {ctx.splits.judge_on} images "
+                      f"({result['train_s']:.0f} s)")
+            bar.update()
+    bar.close()
     return results
 
 

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 import optuna
-from tqdm import tqdm
 
 from .config import usable_cores
 from .errors import RunFailed, UserError
+from .progress import Ticker, search_bar, search_status
 from .trials import TS, counted, fail_and_requeue
 
 MAX_RESTARTS = 3  # replacement workers per run: a design that kills its worker every time must not loop forever
@@ -162,16 +162,17 @@ def run_local_workers(ctx, n: int, url: str, progress: bool = True, poll_s: floa
     """Evaluate the study's trials with ``n`` local worker processes until the budget is spent."""
     cfg = ctx.cfg
     workers = LocalWorkers(ctx, n, url)
-    bar = tqdm(total=cfg.trials, initial=min(counted(ctx.study), cfg.trials), desc=f"ultranas search ({n} workers)",
-               unit="trial", disable=not progress, dynamic_ncols=True)
+    bar = search_bar(cfg, counted(ctx.study), f"ultranas search ({n} workers)", progress)
+    start, spent = time.time(), float(ctx.study.user_attrs.get("search_s", 0.0))  # earlier sessions of this run
     try:
-        for slot in range(n):
-            workers.start(slot)
-        while workers.procs:
-            time.sleep(poll_s)
-            workers.reap()
-            bar.n = min(counted(ctx.study), cfg.trials)
-            bar.refresh()
+        with Ticker(bar, lambda: search_status(ctx.study, cfg, lambda: spent + time.time() - start)):
+            for slot in range(n):
+                workers.start(slot)
+            while workers.procs:
+                time.sleep(poll_s)
+                workers.reap()
+                bar.n = min(counted(ctx.study), cfg.trials)
+                bar.refresh()
     except BaseException:
         workers.stop()
         raise
