@@ -16,15 +16,17 @@ def search_parser():
 
 
 @pytest.mark.parametrize("words, flags", [
-    (["epochs=3", "proxy_imgsz=128"], ["--epochs", "3", "--proxy-imgsz", "128"]),
-    (["proxy-imgsz=128", "--trials", "4"], ["--proxy-imgsz", "128", "--trials", "4"]),  # flags keep working
+    (["epochs=3", "proxy_imgsz=128"], ["--epochs=3", "--proxy-imgsz=128"]),
+    (["proxy-imgsz=128", "--trials", "4"], ["--proxy-imgsz=128", "--trials", "4"]),  # flags keep working
     (["final=false", "verbose=true"], ["--no-final", "--verbose"]),
     (["final=True", "verbose=false", "warm_start=true"], ["--final"]),  # a default given is no flag
     (["warm_start=false", "single_cls=TRUE"], ["--no-warm-start", "--single-cls"]),
-    (["--name", "a=b", "data=x.yaml"], ["--name", "a=b", "--data", "x.yaml"]),  # a flag's value is left alone
-    (["--name=exp", "trials=2"], ["--name=exp", "--trials", "2"]),
-    (["storage=sqlite:///s.db?x=1"], ["--storage", "sqlite:///s.db?x=1"]),  # the first = splits
-    (["foo=1"], ["foo=1"]),  # no such flag: left for argparse to refuse
+    (["--name", "a=b", "data=x.yaml"], ["--name", "a=b", "--data=x.yaml"]),  # a flag's value is left alone
+    (["--name=exp", "trials=2"], ["--name=exp", "--trials=2"]),
+    (["storage=sqlite:///s.db?x=1"], ["--storage=sqlite:///s.db?x=1"]),  # the first = splits
+    (["name=-x"], ["--name=-x"]),  # a value may start with '-'
+    (["foo=1", "no_final=true", "debug=true"], ["foo=1", "no_final=true", "debug=true"]),  # no such key: argparse
+
 ])
 def test_key_values_become_the_flags_they_name(search_parser, words, flags):
     assert expand_key_values(["search", *words], search_parser) == ["search", *flags]

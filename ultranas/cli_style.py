@@ -10,6 +10,7 @@ from .errors import UserError
 
 KEY_VALUE = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)=(.*)", re.S)
 BOOLEANS = {"true": True, "false": False}
+TOP_LEVEL = {"debug", "version"}  # flags of ``ultranas`` itself, given before the command
 EXAMPLES = {
     "search": "examples:\n  ultranas search --data coco8.yaml\n  ultranas search data=my.yaml imgsz=192 time_limit=30 "
               "rerank=3 final_epochs=30   (key=value as in yolo)\n  ultranas search --resume runs/nas/exp --trials 30",
@@ -42,11 +43,12 @@ def expand_key_values(argv: list[str], parser: argparse.ArgumentParser) -> list[
     """``key=value`` words as the flags they name: ``proxy_imgsz=128`` -> ``--proxy-imgsz 128``; a boolean flag takes
     ``true``/``false`` (``final=false`` -> ``--no-final``, ``verbose=true`` -> ``--verbose``). Words that name no
     flag, and values of a flag (``--name a=b``), are left as they are for the parser to judge."""
-    actions = _optionals(parser)
+    actions = [a for a in _optionals(parser) if a.dest not in TOP_LEVEL]
     by_option = {s: a for a in actions for s in a.option_strings}
     by_key: dict[str, list[argparse.Action]] = {}
-    for a in actions:
-        for key in {a.dest, *(s.lstrip("-").replace("-", "_") for s in a.option_strings)}:
+    for a in actions:  # a switch by what it sets (final=false, not no_final=true); a value flag by its names too
+        names = {a.dest} if a.nargs == 0 else {a.dest, *(s.lstrip("-").replace("-", "_") for s in a.option_strings)}
+        for key in names:
             by_key.setdefault(key, []).append(a)
     out, value_next = [], False
     for word in argv:
@@ -60,7 +62,7 @@ def expand_key_values(argv: list[str], parser: argparse.ArgumentParser) -> list[
         key, value = m.groups()
         takes = [a for a in named if a.nargs != 0]
         if takes:
-            out += [takes[0].option_strings[0], value]
+            out.append(f"{takes[0].option_strings[0]}={value}")  # one word: a value may start with '-'
             continue
         if value.lower() not in BOOLEANS:
             raise UserError(f"{key}={value}: {key} is true or false")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -119,15 +120,18 @@ def train_all(ctx, designs: dict[str, tuple], need_weights: set[str]) -> dict[st
     folders, t0 = [Path(job["project"]) / job["name"] for job, *_ in jobs], time.time()
     bar = tqdm(total=len(jobs), desc="ultranas final", unit="training", dynamic_ncols=True,
                disable=not jobs or not getattr(ctx, "progress", True))
-    with Ticker(bar, lambda: final_status(folders, cfg.final_epochs, t0, time.time)):
-        for n, (job, label, i, key, result) in enumerate(_run(jobs, workers), 1):
-            cache.put(key, result)
-            results[label][i] = result
-            bar.write(f"ultranas: final {n}/{len(jobs)}: {label} seed {job['args']['seed']}: mAP50-95 "
-                      f"{result['map']:.4f} on {result['n_images']} {ctx.splits.judge_on} images "
-                      f"({result['train_s']:.0f} s)")
-            bar.update()
-    bar.close()
+    try:
+        with Ticker(bar, lambda: final_status(folders, cfg.final_epochs, t0, time.time)):
+            for n, (job, label, i, key, result) in enumerate(_run(jobs, workers), 1):
+                cache.put(key, result)
+                results[label][i] = result
+                bar.write(f"ultranas: final {n}/{len(jobs)}: {label} seed {job['args']['seed']}: mAP50-95 "
+                          f"{result['map']:.4f} on {result['n_images']} {ctx.splits.judge_on} images "
+                          f"({result['train_s']:.0f} s)")
+                sys.stdout.flush()  # a log file or pipe sees each training as it ends
+                bar.update()
+    finally:
+        bar.close()
     return results
 
 

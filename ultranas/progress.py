@@ -31,6 +31,8 @@ class Ticker:
             self.tick()
 
     def tick(self) -> None:
+        if self.bar.disable:
+            return
         try:
             self.bar.set_postfix_str(self.status(), refresh=True)
         except Exception:  # noqa: BLE001 (a status line is never worth a failed search)
