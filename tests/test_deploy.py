@@ -34,13 +34,19 @@ def _design(name: str, nc: int = 80) -> dict:
 @pytest.mark.parametrize("target", DEPLOY_TARGETS)
 def test_deploy_target_times_and_ranks_designs(target):
     """A target that timed nothing, or the wrong model, would not see yolo11s (3.3x the FLOPs) as slower (measured
-    at 128 px: 2.3-2.7x on openvino-cpu, 1.55-1.65x in INT8, 2.9-3.3x on ncnn-cpu). The two are compared timed
-    interleaved in one session: separate timings on a loaded host differ by up to 50 %."""
+    at 128 px: 2.3-2.7x on openvino-cpu, 2.9-3.3x on ncnn-cpu; in INT8 1.55-1.65x on one 2-core Xeon, 1.23x on
+    another). The two are compared timed interleaved in one session: separate timings on a loaded host differ by up
+    to 50 %."""
     run_n = make_runner(_design("yolo11n"), 128, target, threads=1)
     n = measure_latency(_design("yolo11n"), 128, target, repeats=15, max_time_s=1.0, make=lambda: run_n)
     assert n["target"] == target and n["threads"] == 1 and n["median_ms"] > 0
-    vs = compare_latency(make_runner(_design("yolo11s"), 128, target, threads=1), run_n, threads=1)
-    assert vs["ratio"] > 1.25, vs
+    run_s, tries = make_runner(_design("yolo11s"), 128, target, threads=1), []
+    for _ in range(3):  # a host whose CPU other processes take (the parallel suite's exports) times nothing: again
+        tries.append(compare_latency(run_s, run_n, threads=1))
+        if (tries[-1]["others"] or 0) < 0.3:
+            break
+    vs = min(tries, key=lambda t: t["others"] or 0)  # the least disturbed session decides
+    assert vs["ratio"] > 1.1, tries
 
 
 @pytest.mark.parametrize("target", ("openvino-cpu-int8", "ncnn-cpu"))
