@@ -227,16 +227,18 @@ def test_cache_with_in_memory_study_and_baselines(space, counted):
 
 
 def test_lut_predicts_near_measurement_and_round_trips(space, tmp_path):
-    rng = random.Random(3)
-    calib = [space.render(space.point(p), 80) for p in ("yolov8n", "yolo11n", "yolov8s", "yolo11s")]
+    """At 160 px, calibrated on designs that span the space (n and s widths, both heads, a P2 design). At 64 px a
+    design's time is mostly per-call overhead and the table is off by up to ~40 % on P2 designs (docs/latency.md)."""
+    rng, imgsz = random.Random(3), 160
+    calib = [space.render(space.point(p), 80) for p in ("yolov8n", "yolo11s", "yolo26n", "yolov8n-p2")]
     held_out = [space.render(space.sample(rng), 80) for _ in range(2)]
     measure = {"warmup": 5, "repeats": 30}
 
     def fitted_errors():
-        lut = LatencyLUT("onnxruntime-cpu", IMGSZ, threads=1)
+        lut = LatencyLUT("onnxruntime-cpu", imgsz, threads=1)
         fit = lut.calibrate(calib, **measure)
         assert fit["designs"] == 4 and fit["scale"] > 0
-        measured = [L.measure_latency(md, IMGSZ, "onnxruntime-cpu", threads=1, **measure)["median_ms"]
+        measured = [L.measure_latency(md, imgsz, "onnxruntime-cpu", threads=1, **measure)["median_ms"]
                     for md in held_out]
         return lut, [abs(lut.predict(md) - ms) / ms for md, ms in zip(held_out, measured, strict=True)]
 
