@@ -59,6 +59,10 @@ def args() -> argparse.Namespace:
     ap.add_argument("--final-workers", type=int, default=2)
     ap.add_argument("--synthetic", default=None, metavar="N_TRAIN,N_VAL,N_TEST,IMGSZ",
                     help="generate the synthetic set (with a test split) into the project and use it as --data")
+    ap.add_argument("--object-size", default="0.16,0.4", metavar="LO,HI",
+                    help="synthetic objects' side as a share of the image side (0.02,0.06: small objects)")
+    ap.add_argument("--clutter", type=int, default=0, help="synthetic: up to this many unlabelled distractors per image")
+    ap.add_argument("--max-objects", type=int, default=3, help="synthetic: objects per image, at most")
     ap.add_argument("--project", default=str(ROOT / "runs" / "bench" / "search_outcome"))
     return ap.parse_args()
 
@@ -246,7 +250,9 @@ def main() -> None:
         n_train, n_val, n_test, size = (int(x) for x in a.synthetic.split(","))
         a.data = str(project / "data" / "data.yaml")
         if not Path(a.data).exists():
-            make_synthetic(project / "data", n_train=n_train, n_val=n_val, n_test=n_test, imgsz=size, seed=0)
+            lo, hi = (float(x) for x in a.object_size.split(","))
+            make_synthetic(project / "data", n_train=n_train, n_val=n_val, n_test=n_test, imgsz=size, seed=0,
+                           object_size=(lo, hi), clutter=a.clutter, max_objects=a.max_objects)
     state_path = project / "timings.json"
     timings = json.loads(state_path.read_text()) if state_path.exists() else {}
     if "search" not in timings:

@@ -148,6 +148,14 @@ CASES = {
                                             "scores by map or val_loss"),
     "inherited final weights without a supernet": (lambda t: ["search", "--final-init", "supernet"],
                                                    "needs --estimator supernet"),
+    # a setting nothing in the configuration reads is refused, not silently ignored
+    "proxy epochs with zero-cost": (lambda t: ["search", "--estimator", "zero-cost", "--epochs", "9"],
+                                    "--epochs is not read here: zero-cost proxies train nothing"),
+    "zero-cost proxy with short-train": (lambda t: ["search", "--proxy", "synflow"], "--proxy is not read here"),
+    "zero-cost proxy overriding the supernet score": (lambda t: ["search", "--estimator", "supernet", "--proxy",
+                                                                 "val_loss"], "--proxy is not read here"),
+    "band floor without bands": (lambda t: ["search", "--focus", "front", "--band-floor", "0.5"],
+                                 "--band-floor is not read here"),
     "name escaping the project": (lambda t: ["search", "--name", "../../x"], "--name"),
     "empty name": (lambda t: ["search", "--name", ""], "--name"),
     # storage

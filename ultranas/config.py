@@ -146,6 +146,13 @@ class SearchConfig:
         checks.device("device", self.device)
         return self
 
+    def refuse_unread(self) -> None:
+        """A setting changed from its default that nothing in this configuration reads is refused, not ignored
+        (a new search; a resumed run keeps the settings it was started with)."""
+        for key, unread, why in UNREAD:
+            if unread(self) and getattr(self, key) != SearchConfig.__dataclass_fields__[key].default:
+                raise UserError(f"--{_flag(key)} is not read here: {why}")
+
     def _check_counts(self) -> None:
         """Budgets, sizes and worker counts: integers within their limits (image sizes also stride multiples)."""
         for key, hi in LIMITS.items():
@@ -170,6 +177,16 @@ class SearchConfig:
         if unknown:
             raise UserError(f"unknown setting '{unknown[0]}' in args.yaml")
         return cls(**d)
+
+
+# (setting, configuration in which nothing reads it, why): a given value would be silently ignored
+UNREAD = (
+    ("epochs", lambda c: c.estimator == "zero-cost" and c.strategy != "darts",
+     "zero-cost proxies train nothing (--rerank-epochs and --final-epochs set the trainings)"),
+    ("proxy", lambda c: c.estimator != "zero-cost",
+     "it names the zero-cost proxy of --estimator zero-cost (training estimators rank by --score)"),
+    ("band_floor", lambda c: c.focus == "front", "--focus front searches the whole front, without latency bands"),
+)
 
 
 def _flag(key: str) -> str:

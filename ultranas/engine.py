@@ -370,6 +370,7 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
 
             print(f"ultranas: {apply_calibration(cfg, cfg.calibration)}")
             cfg.validate()
+        cfg.refuse_unread()
         preflight(cfg)  # every check that can fail runs before the run directory exists
         absolute_paths(cfg)
         run_dir = new_run_dir(cfg)
