@@ -37,7 +37,7 @@ STRATEGIES = ("evolution", "random")
 
 def args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", help="a data YAML (or --synthetic)")
     ap.add_argument("--tag", required=True)
     ap.add_argument("--time-limit", type=float, default=35.0, help="minutes of trials per search (both run at once); "
                     "the re-ranking after it takes about 10 more")
@@ -64,7 +64,10 @@ def args() -> argparse.Namespace:
     ap.add_argument("--clutter", type=int, default=0, help="synthetic: up to this many unlabelled distractors per image")
     ap.add_argument("--max-objects", type=int, default=3, help="synthetic: objects per image, at most")
     ap.add_argument("--project", default=str(ROOT / "runs" / "bench" / "search_outcome"))
-    return ap.parse_args()
+    a = ap.parse_args()
+    if not a.data and not a.synthetic:
+        ap.error("give --data or --synthetic")
+    return a
 
 
 def ultranas(*argv, threads: int = 1, log: Path | None = None) -> subprocess.Popen:
