@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from ultranas.data_profile import format_profile, points_first, profile_data
+from ultranas.config import SearchConfig
+from ultranas.data_profile import format_profile, points_first, profile_data, score_advice
 from ultranas.space import load_space
 from ultranas.synthetic import make_synthetic
 
@@ -72,6 +73,13 @@ def test_small_object_set_reads_as_small_and_a_larger_input_changes_the_reading(
     assert [n for n, _ in points_first(points, p)][:2] == ["yolov8n-p2", "yolo26n-p2"]
     assert [n for n, _ in points_first(points, large)] == [n for n in points if not n.endswith("-p2")]
     assert "yolo26n-p2" in dict(points_first(points, large, keep={"yolo26n-p2"}))  # a reference always stays
+
+    # a loss-based score or a proxy size that shrinks the objects under 8 px is warned about, mAP at the size is not
+    fast = {"trainer": "fast", "imgsz": 256}
+    assert "--score map" in score_advice(p, SearchConfig(score="loss_drop", proxy_imgsz=256, **fast))
+    assert "--proxy-imgsz 64" in score_advice(p, SearchConfig(score="map", proxy_imgsz=64, **fast))
+    assert score_advice(p, SearchConfig(score="map", proxy_imgsz=256, **fast)) is None
+    assert score_advice(large, SearchConfig(score="loss_drop", proxy_imgsz=64, **fast)) is None
 
 
 def test_an_image_that_does_not_open_is_counted_not_fatal(tmp_path):

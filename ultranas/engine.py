@@ -22,7 +22,7 @@ from . import ultra
 from .bands import GFLOPS_PRESCREEN, band_of, make_bands, next_band, order_ms, reachable_bands
 from .config import SearchConfig, search_workers
 from .data import class_names, safe_data_yaml
-from .data_profile import announce_profile, kept_points, points_first
+from .data_profile import announce_profile, kept_points, points_first, score_advice
 from .errors import Interrupted, RunFailed, UserError
 from .estimation import Pruned, SuccessiveHalving, make_estimator
 from .fsutil import RunLock, ask_lock, atomic_write_text, atomic_write_yaml
@@ -380,6 +380,8 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
             ctx = SearchContext(cfg, run_dir, data_checked=not resume, resume=bool(resume))
             print(f"ultranas: {ctx.splits.describe()}", flush=True)
             ctx.profile = announce_profile(ctx.full_data, cfg.imgsz, run_dir)
+            if advice := score_advice(ctx.profile, cfg):
+                print(f"ultranas: {advice}", flush=True)
             ctx.progress = progress  # the final stage's bar too
             if resume:
                 recover_interrupted(ctx.study)
