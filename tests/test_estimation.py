@@ -154,6 +154,10 @@ def test_search_takes_its_estimator_from_a_calibration(tmp_path):
     apply_calibration(cfg, path)
     assert (cfg.trainer, cfg.score, cfg.proxy_imgsz, cfg.imgsz) == ("fast", "val_loss", 64, 320) and cfg.validate()
     assert cfg.batch == 16  # the proxy as it was calibrated
+    path.write_text(json.dumps({**report, "recommended": "supernet:val_loss", "proxy_imgsz": 64}))
+    cfg = SearchConfig()
+    assert "supernet" in apply_calibration(cfg, path)
+    assert (cfg.estimator, cfg.score, cfg.epochs, cfg.proxy_imgsz) == ("supernet", "val_loss", 2, 64) and cfg.validate()
     path.write_text(json.dumps({**report, "recommended": None, "verdict": "the reference cannot rank"}))
     cfg = SearchConfig(estimator="short-train", epochs=3)
     assert "recommends no estimator" in apply_calibration(cfg, path) and cfg.epochs == 3

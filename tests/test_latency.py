@@ -228,7 +228,7 @@ def test_cache_with_in_memory_study_and_baselines(space, counted):
 
 def test_lut_predicts_near_measurement_and_round_trips(space, tmp_path):
     """At 160 px, calibrated on designs that span the space (n and s widths, both heads, a P2 design). At 64 px a
-    design's time is mostly per-call overhead and the table is off by up to ~40 % on P2 designs (docs/latency.md)."""
+    design's time is mostly per-call overhead and the table was off by up to 24-47 % (docs/latency.md)."""
     rng, imgsz = random.Random(3), 160
     calib = [space.render(space.point(p), 80) for p in ("yolov8n", "yolo11s", "yolo26n", "yolov8n-p2")]
     held_out = [space.render(space.sample(rng), 80) for _ in range(2)]

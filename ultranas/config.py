@@ -181,9 +181,9 @@ class SearchConfig:
 
 # (setting, configuration in which nothing reads it, why): a given value would be silently ignored
 UNREAD = (
-    ("epochs", lambda c: c.estimator == "zero-cost" and c.strategy != "darts",
+    ("epochs", lambda c: c.estimator == "zero-cost" and c.strategy in ("random", "evolution", "nsga2", "tpe", "rl"),
      "zero-cost proxies train nothing (--rerank-epochs and --final-epochs set the trainings)"),
-    ("proxy", lambda c: c.estimator != "zero-cost",
+    ("proxy", lambda c: c.estimator in ("short-train", "supernet"),
      "it names the zero-cost proxy of --estimator zero-cost (training estimators rank by --score)"),
     ("band_floor", lambda c: c.focus == "front", "--focus front searches the whole front, without latency bands"),
 )

@@ -126,7 +126,7 @@ def score_advice(profile: dict | None, cfg) -> str | None:
     if not small_objects(profile):
         return None
     notes = []
-    if cfg.estimator == "short-train" and cfg.score != "map":
+    if cfg.estimator in ("short-train", "supernet") and cfg.score != "map":
         notes.append(f"--score {cfg.score} ranks designs backwards where small objects dominate (a design that "
                      "misses tiny objects can have the smaller loss): use --score map")
     split = profile["splits"].get("train") or next(iter(profile["splits"].values()), {})

@@ -365,13 +365,14 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
             cfg = SearchConfig(**kwargs).validate()
         except TypeError as e:
             raise UserError(f"bad search setting: {e}") from None
+        given = dataclasses.replace(cfg)  # the settings as given, before a calibration replaces the estimator's
         if cfg.calibration:
             from .estimation.calibrate import apply_calibration
 
             print(f"ultranas: {apply_calibration(cfg, cfg.calibration)}")
             cfg.validate()
-        cfg.refuse_unread()
         preflight(cfg)  # every check that can fail runs before the run directory exists
+        given.refuse_unread()
         absolute_paths(cfg)
         run_dir = new_run_dir(cfg)
     try:

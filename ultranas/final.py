@@ -142,8 +142,9 @@ def final_stage(ctx) -> list[dict]:
     print_table(rows)
     if no_signal:
         print("ultranas: warning: every design scored the same, so the choice above rests on latency alone. The data "
-              "or the budget gives no accuracy signal (coco8 from scratch never does): use a learnable dataset, more "
-              "--epochs or a larger --proxy-imgsz, and check with 'ultranas calibrate'.")
+              "or the budget gives no accuracy signal (coco8 from scratch never does): use a learnable dataset, a "
+              "longer or larger proxy (--epochs, --proxy-imgsz) or final stage (--final-epochs), and check with "
+              "'ultranas calibrate'.")
     return rows
 
 

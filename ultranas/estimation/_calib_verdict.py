@@ -76,6 +76,11 @@ def apply_calibration(cfg, path: str | Path) -> str:
         cfg.trainer = report.get("trainer", "ultralytics")
         cfg.score = best.partition(":")[2] or "map"
         cfg.batch = int(report.get("batch") or cfg.batch)  # the proxy as calibrated (files before 2026-11 lack it)
+    elif best.partition(":")[0] == "supernet":
+        cfg.estimator, cfg.epochs = "supernet", int(report["proxy_epochs"])
+        cfg.proxy_imgsz = int(report.get("proxy_imgsz") or report["imgsz"])
+        cfg.score = best.partition(":")[2] or "map"
+        cfg.batch = int(report.get("batch") or cfg.batch)
     elif best.startswith("zero-cost:"):
         cfg.estimator, cfg.proxy = "zero-cost", best.split(":", 1)[1]
     tau = report.get("estimators", {}).get(best, {}).get("band", {}).get("tau")
