@@ -118,17 +118,18 @@ def small_objects(profile: dict | None) -> bool:
 def score_advice(profile: dict | None, cfg) -> str | None:
     """A warning where the search's settings are known to mislead on this data, or ``None``.
 
-    Where small objects dominate, a loss-based score ranks designs backwards: Ultralytics' loss is normalised by the
+    Where small objects dominate, a loss-based score can misrank designs: Ultralytics' loss is normalised by the
     assigned targets' scores, so a design whose coarse levels barely overlap tiny boxes gets a small loss without
-    finding them (measured on a generated set of 9-20 px objects at 256 px, 12 fast-trainer epochs: ``loss_drop``
-    0.91 for yolo11n, 0.78-0.85 for the P2 points; mAP50-95 0.39 vs 0.74-0.76). A proxy size that shrinks the
-    objects under 8 px hides what the deploy size shows."""
+    finding them (``benchmarks/score_small_objects.py``: 9-20 px objects at 256 px, 12 fast-trainer epochs,
+    ``loss_drop`` 0.91 for yolo11n and 0.78-0.85 for the P2 points, whose mAP50-95 was 0.74-0.76 vs 0.39). A proxy
+    size that shrinks the objects under 8 px hides what the deploy size shows."""
     if not small_objects(profile):
         return None
     notes = []
     if cfg.estimator in ("short-train", "supernet") and cfg.score != "map":
-        notes.append(f"--score {cfg.score} ranks designs backwards where small objects dominate (a design that "
-                     "misses tiny objects can have the smaller loss): use --score map")
+        notes.append(f"--score {cfg.score} can misrank designs where small objects dominate (a design that misses "
+                     "tiny objects can have the smaller loss; loss_drop ranked four designs against their mAP50-95 "
+                     "with Kendall tau -0.67): use --score map")
     split = profile["splits"].get("train") or next(iter(profile["splits"].values()), {})
     median = split.get("size_px", {}).get("median", 0) * cfg.proxy_imgsz / profile["imgsz"]
     if cfg.estimator != "zero-cost" and cfg.proxy_imgsz < profile["imgsz"] and median < 8:
