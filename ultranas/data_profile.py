@@ -92,7 +92,7 @@ def profile_data(data, imgsz: int, max_images: int | None = None, checked: bool 
 
 def reading(profile: dict) -> str:
     """One sentence on what the object sizes mean for the detector, from the training split (or the first one)."""
-    split = profile["splits"].get("train") or next(iter(profile["splits"].values()), {})
+    split = main_split(profile)
     share = split.get("share_under_px")
     if not share:
         return "no labelled boxes: nothing to say about object sizes"
@@ -107,11 +107,16 @@ def reading(profile: dict) -> str:
     return f"objects are mid-sized (median {median:g} px at {size} px, {under16:.0%} under 16 px)"
 
 
+def main_split(profile: dict) -> dict:
+    """The split a profile's reading is about: train, or the first one."""
+    return profile["splits"].get("train") or next(iter(profile["splits"].values()), {})
+
+
 def small_objects(profile: dict | None) -> bool:
     """Whether small objects dominate the training split (or the first one) at the deploy size."""
     if not profile:
         return False
-    split = profile["splits"].get("train") or next(iter(profile["splits"].values()), {})
+    split = main_split(profile)
     return split.get("share_under_px", {}).get("16", 0.0) >= SMALL_SHARE
 
 
@@ -130,7 +135,7 @@ def score_advice(profile: dict | None, cfg) -> str | None:
         notes.append(f"--score {cfg.score} can misrank designs where small objects dominate (a design that misses "
                      "tiny objects can have the smaller loss; loss_drop ranked four designs against their mAP50-95 "
                      "with Kendall tau -0.67): use --score map")
-    split = profile["splits"].get("train") or next(iter(profile["splits"].values()), {})
+    split = main_split(profile)
     median = split.get("size_px", {}).get("median", 0) * cfg.proxy_imgsz / profile["imgsz"]
     if cfg.estimator != "zero-cost" and cfg.proxy_imgsz < profile["imgsz"] and median < 8:
         notes.append(f"at --proxy-imgsz {cfg.proxy_imgsz} the median object is {median:.1f} px: candidates are "

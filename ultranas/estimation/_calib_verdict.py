@@ -70,17 +70,13 @@ def apply_calibration(cfg, path: str | Path) -> str:
     best = report["recommended"]
     if best is None:
         return f"calibration {path} recommends no estimator ({report.get('verdict', '')[:120]}); keeping --estimator {cfg.estimator}"
-    if best.partition(":")[0] == "short-train":
-        cfg.estimator, cfg.epochs = "short-train", int(report["proxy_epochs"])
+    base, _, score = best.partition(":")
+    if base in ("short-train", "supernet"):  # training estimators: the proxy as calibrated
+        cfg.estimator, cfg.epochs, cfg.score = base, int(report["proxy_epochs"]), score or "map"
         cfg.proxy_imgsz = int(report.get("proxy_imgsz") or report["imgsz"])  # never the deploy size (--imgsz)
-        cfg.trainer = report.get("trainer", "ultralytics")
-        cfg.score = best.partition(":")[2] or "map"
-        cfg.batch = int(report.get("batch") or cfg.batch)  # the proxy as calibrated (files before 2026-11 lack it)
-    elif best.partition(":")[0] == "supernet":
-        cfg.estimator, cfg.epochs = "supernet", int(report["proxy_epochs"])
-        cfg.proxy_imgsz = int(report.get("proxy_imgsz") or report["imgsz"])
-        cfg.score = best.partition(":")[2] or "map"
-        cfg.batch = int(report.get("batch") or cfg.batch)
+        cfg.batch = int(report.get("batch") or cfg.batch)  # files before 2026-11 lack it
+        if base == "short-train":
+            cfg.trainer = report.get("trainer", "ultralytics")
     elif best.startswith("zero-cost:"):
         cfg.estimator, cfg.proxy = "zero-cost", best.split(":", 1)[1]
     tau = report.get("estimators", {}).get(best, {}).get("band", {}).get("tau")
