@@ -107,8 +107,8 @@ def run_finals(a, project: Path) -> dict:
         if (run / "comparison.csv").exists():
             continue
         t0 = time.time()
-        code = ultranas("search", "--resume", run, "--final", "--final-workers", a.final_workers, threads=1,
-                        log=project / f"{s}_final.log").wait()
+        code = ultranas("search", "--resume", run, "--final", "--final-workers", a.final_workers, "--final-seeds",
+                        a.final_seeds, threads=1, log=project / f"{s}_final.log").wait()  # more seeds: cached ones reused
         if code:
             raise SystemExit(f"final stage of {s} failed ({code}); see {project}/{s}_final.log")
         walls[s] = round(time.time() - t0, 1)

@@ -175,6 +175,7 @@ def tiny_space(tmp_path_factory) -> Path:
 
     spec = yaml.safe_load((SPACES_DIR / "yolo.yaml").read_text())
     spec.update(name="tiny", decisions=TINY, points={"tiny": _last(TINY)})
+    spec.pop("hand_scaled")  # the tiny space has no input_scale decision
     path = tmp_path_factory.mktemp("space") / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -16,6 +16,8 @@ import pytest
 import yaml
 
 from ultranas.engine import search
+from ultranas.input_size import train_size
+from ultranas.space import load_space
 from ultranas.strategies import STRATEGIES
 
 TINY = dict(data="coco8.yaml", epochs=1, imgsz=32, proxy_imgsz=32, batch=4, final=False, progress=False,
@@ -35,7 +37,11 @@ def test_default_command_produces_found_models_and_comparison(default_run, monke
         base = next(r for r in rows if r["reference"] == ref and r["role"] == "reference")
         assert float(found["latency_ratio"]) <= 1.0 and base["model"] == ref
         assert {"map50_95_s0", "map50_95_s1", "map50_95_s2", "map50_95_mean", "map50_95_sd"} <= set(found)
-        assert int(found["imgsz"]) == 320 and int(found["proxy_imgsz"]) == 64  # deploy size vs search size
+        # deploy size vs search size: a design at another input scale (e.g. yolo11n@0.75x, the same network on fewer
+        # pixels: of equal scores the faster) trains at the proxy size scaled alike
+        imgsz = int(found["imgsz"])
+        assert imgsz in load_space("yolo").deploy_sizes(320) and int(found["proxy_imgsz"]) == train_size(64, imgsz, 320)
+        assert int(base["imgsz"]) == 320 and int(base["proxy_imgsz"]) == 64
         band = [r for r in rows if r["reference"] == ref]
         for r in band:  # one latency session per reference: every ratio is the row's ms over the reference's
             assert float(r["latency_ratio"]) == pytest.approx(float(r["latency_ms"]) / float(base["latency_ms"]),

@@ -16,6 +16,7 @@ import pytest
 import torch
 import yaml
 
+from ultranas.input_size import train_size
 from ultranas.objectives._lut import LatencyLUT
 from ultranas.space import load_space
 
@@ -159,7 +160,7 @@ def test_resume_through_the_journal_requeues_an_interrupted_trial(options_run):
 
     run, journal = options_run
     study = _journal_study(journal)
-    space = load_space("yolo")
+    space = load_space("yolo").with_input_scales([1])  # as the run searched: its latency table times one size
     before = {t.number: t.values for t in _counted(study)}
     study.enqueue_trial(space.point("yolo11s"), user_attrs={"point": "yolo11s"})  # the band's own reference
     interrupted = study.ask()
@@ -203,5 +204,7 @@ def test_search_takes_the_estimator_a_calibration_recommends(tmp_path, synthetic
     for t in done:
         m = t.user_attrs["metrics"]
         assert m["score"] == m["loss_drop"] == t.values[0] and m["epochs"] == 2 and "val_loss" in m
-        assert (t.user_attrs["info"]["proxy_imgsz"], t.user_attrs["info"]["imgsz"]) == (32, IMGSZ)
+        info = t.user_attrs["info"]  # the calibration's proxy size, times the design's input scale
+        assert info["imgsz"] in (64, 96)  # scales 1 and 1.25 (the others give these sides at 64 px)
+        assert info["proxy_imgsz"] == train_size(32, info["imgsz"], IMGSZ)
         assert not list((run / "trials" / str(t.number)).glob("e*-s*"))  # the fast trainer, not Ultralytics' runs

@@ -151,6 +151,9 @@ def _reload_same(space, g, tmp_path) -> None:
     assert count_params(reloaded) == count_params(model)
     assert [type(m).__name__ for m in reloaded.model] == [type(m).__name__ for m in model.model]
     back = space.from_model(yaml.safe_load(path.read_text()), imgsz=g.get("imgsz"))
+    if "input_scale" in g:  # a model file carries no input scale: it reads back at the deploy size
+        assert back["input_scale"] == 1.0
+        back["input_scale"] = g["input_scale"]
     assert space.design_hash(back) == space.design_hash(g)
 
 
@@ -190,6 +193,20 @@ BAD_SPACES = {  # case: (edit, the exact key and the reason the one line must na
                            "key 'decisions.N2.block' shapes only P2-P5 designs"),
     "P2 point without N2": (lambda r: r["points"]["yolov8n-p2"].pop("N2"),
                             "key 'points.yolov8n-p2.N2.block' is missing"),
+    "scale and size": (lambda r: r["decisions"].update(imgsz=[320]),
+                       "key 'decisions.input_scale' and decisions.imgsz both set the input size"),
+    "scale out of range": (lambda r: r["decisions"].update(input_scale=[1.0, 8]),
+                           "key 'decisions.input_scale' has 8: input scales are numbers in [0.25, 4]"),
+    "scale as text": (lambda r: r["decisions"].update(input_scale=[1.0, "big"]),
+                      "key 'decisions.input_scale' has 'big': input scales"),
+    "scales without 1": (lambda r: r["decisions"].update(input_scale=[0.75, 1.25]),
+                         "key 'decisions.input_scale' must list 1 (the deploy size"),
+    "hand-scaled not a choice": (lambda r: r.update(hand_scaled=[0.5]), "key 'hand_scaled' has 0.5: each must be"),
+    "hand-scaled at one": (lambda r: r.update(hand_scaled=[1]), "key 'hand_scaled' has 1: each must be"),
+    "hand-scaled without scales": (lambda r: r["decisions"].pop("input_scale"),
+                                   "key 'hand_scaled' needs the decision input_scale"),
+    "point named like a scaled one": (lambda r: r["points"].update({"yolo11n@0.75x": r["points"]["yolo11n"]}),
+                                      "point 'yolo11n@0.75x' has the name of a hand-scaled point"),
 }
 
 

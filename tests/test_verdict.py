@@ -48,7 +48,9 @@ def test_bootstrap_known_answers(tmp_path):
     boot = resampled_maps({"a": [a], "b": [shuffled]}, n_boot=200)
     same = gap([a], [shuffled], boot["a"], boot["b"])
     assert (same.value, same.low, same.high) == (pytest.approx(0, abs=1e-12),) * 3  # paired: every resample ties
-    assert same.verdict == "indistinguishable"
+    assert same.verdict == "negligible"
+    tiny = Gap(2e-5, 1e-5, 3e-5, 32, 200)  # above 0, but 0.002 pts: two models that find nothing are not "better"
+    assert tiny.verdict == "negligible" and Gap(0.02, 0.0005, 0.04, 32, 200).verdict == "better"
 
     perfect, blind = ImageMatches.from_images(_perfect(images, True)), ImageMatches.from_images(_perfect(images, False))
     boot = resampled_maps({"p": [perfect, perfect], "b": [blind]}, n_boot=200)
@@ -113,7 +115,7 @@ def test_real_models_longer_training_is_better_and_a_model_ties_itself(tuned, sh
     win = gap([long_], [short], boot["long"], boot["short"])
     assert win.value > 0.05 and win.verdict == "better", win
     same = gap([long_], [long_], boot["long"], boot["again"])
-    assert same.low <= 0 <= same.high and same.verdict == "indistinguishable"
+    assert same.low <= 0 <= same.high and same.verdict == "negligible"
     lines = verdict_lines("found_n", Stats((long_.map50_95(),)), "yolo11n", Stats((short.map50_95(),)), win,
                           "yolo11n", Stats((short.map50_95(),)), None, 0.9, Judged("val", 32), None, False)
     assert lines[0].endswith("better (the interval is above 0)") and "[+" in lines[0]

@@ -102,6 +102,9 @@ def _ap(recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
     return np.trapezoid(curves, _X, axis=0) if hasattr(np, "trapezoid") else np.trapz(curves, _X, axis=0)
 
 
+NEGLIGIBLE = 0.001  # mAP50-95: a gap whose whole interval is within 0.1 pts is no difference
+
+
 @dataclass(frozen=True)
 class Gap:
     """``value`` = mean mAP50-95 of A - of B over their seeds on all verdict images, with its interval."""
@@ -114,7 +117,10 @@ class Gap:
 
     @property
     def verdict(self) -> str:
-        """``better``, ``worse`` (the interval excludes 0) or ``indistinguishable``."""
+        """``negligible`` (the whole interval within ``NEGLIGIBLE``: the same model for any use, e.g. two that find
+        nothing), else ``better``, ``worse`` (the interval excludes 0) or ``indistinguishable``."""
+        if max(abs(self.low), abs(self.high)) < NEGLIGIBLE:
+            return "negligible"
         return "better" if self.low > 0 else "worse" if self.high < 0 else "indistinguishable"
 
     def pts(self) -> str:

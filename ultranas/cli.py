@@ -66,6 +66,9 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, default=d.epochs, help="epochs of each candidate's short schedule")
     g.add_argument("--imgsz", type=int, default=d.imgsz, help="deploy size: latency, limits, final retrain, found_*.pt")
     g.add_argument("--proxy-imgsz", type=int, default=d.proxy_imgsz, help="training size of candidates while searching")
+    g.add_argument("--input-scales", type=_csv(float), default=None, help="input sizes designs may have, as "
+                   "multiples of --imgsz listing 1, e.g. 1 (the deploy size only) or 0.75,1,1.25 (default: the "
+                   "space's own)")
     g.add_argument("--batch", type=int, default=d.batch, help="batch size of candidates and final trainings")
     g.add_argument("--fraction", type=float, default=d.fraction, help="fraction of training images per candidate")
     g.add_argument("--single-cls", action="store_true", help="class-agnostic targets while searching")
@@ -87,9 +90,9 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eta", type=int, default=d.eta, help="halving: the top 1/eta of a rung go on")
     g.add_argument("--no-warm-start", dest="warm_start", action="store_false", help="skip the baseline points")
     g = p.add_argument_group("latency, limits and references")
-    g.add_argument("--max-latency", type=float, default=None, help="hard limit, ms at --imgsz")
+    g.add_argument("--max-latency", type=float, default=None, help="hard limit, ms (each design at its own input size)")
     g.add_argument("--max-params", type=float, default=None, help="hard limit, parameters")
-    g.add_argument("--max-gflops", type=float, default=None, help="hard limit, GFLOPs at --imgsz")
+    g.add_argument("--max-gflops", type=float, default=None, help="hard limit, GFLOPs (each design at its own input size)")
     g.add_argument("--latency-le", default=None, help="hard limit: latency <= that of this point, e.g. yolo11n")
     g.add_argument("--latency-target", default=d.latency_target, help=f"where latency is measured: {_names(TARGETS)}")
     g.add_argument("--latency-lut", default=None, help="a saved LatencyLUT JSON (same --latency-target and --imgsz): "
@@ -216,6 +219,9 @@ def cmd_space(a) -> None:
         for d, c in space.decisions.items():
             print(f"  {d:<16} {list(c)}")
         print(f"  points: {', '.join(space.points) or 'none'}")
+        if space.spec.hand_scaled:
+            print(f"  hand-scaled: every point also at input scales {', '.join(f'{s:g}' for s in space.spec.hand_scaled)}"
+                  f" (e.g. {next(iter(space.hand_scaled_points()), '')})")
         print(f"  distinct genotypes: {space.size():,} (designs with invalid width/block pairs excluded at sampling)")
     elif a.action == "sample":
         rng = random.Random(a.seed)
@@ -295,6 +301,10 @@ def _design_line(info: dict, model) -> str | None:
     if not isinstance(theirs, dict) or mine["backbone"] != theirs.get("backbone") or \
             mine["head"][:-1] != list(theirs.get("head") or [])[:-1]:  # the head's class count may be retrained
         return None
+    own = space.design_hash(g, nc)
+    scaled = next((n for n, p in space.hand_scaled_points().items() if space.design_hash(p, nc) == own), None)
+    if scaled:
+        return f"design: {scaled} (a hand-designed point of the {name} space at another input size)"
     point, diffs = space.nearest_point(g, nc)
     if point is None:
         return None

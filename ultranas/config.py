@@ -39,6 +39,7 @@ class SearchConfig:
     epochs: int = 3
     imgsz: int = 320  # deploy size: latency, limits, final retrain
     proxy_imgsz: int = 64  # training size of candidates while searching
+    input_scales: list[float] | None = None  # the input scales designs may have (x imgsz); None: the space's own
     batch: int = 8
     fraction: float = 1.0
     select_on: str = "auto"  # the selection split (search scores, re-rank): auto, val, or train (a carved part)
@@ -96,6 +97,10 @@ class SearchConfig:
         self.seeds = checks.seeds("--seeds", self.seeds)
         self.final_seeds = checks.seeds("--final-seeds", self.final_seeds, distinct=True)
         self.rungs = [checks.finite("--rungs", r) for r in self.rungs]
+        if self.input_scales is not None:
+            if not isinstance(self.input_scales, (list, tuple)) or not self.input_scales:
+                raise UserError(f"--input-scales must be a non-empty list of numbers, got {self.input_scales!r}"[:120])
+            self.input_scales = [checks.finite("--input-scales", s) for s in self.input_scales]
         self._check_counts()
         if self.eta < 2:
             raise UserError(f"--eta must be >= 2 (keep the top 1/eta at each rung), got {self.eta}")

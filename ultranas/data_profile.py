@@ -20,6 +20,7 @@ from .dataset_files import label_rows
 SIZE_EDGES = (8, 16, 32)  # px at the deploy size: under a P3 cell, two cells, four cells
 TINY_PX = 2.0  # a box under 2 px at the deploy size is a labelling slip more often than an object
 SMALL_SHARE = 0.3  # small objects "dominate" when this share of boxes is under 16 px
+LARGE_PX = 64  # objects are "large" when the median box side is at least this at the deploy size
 RUN_IMAGES = 2000  # a search profiles this many images per split at most (spread evenly)
 
 
@@ -101,7 +102,7 @@ def reading(profile: dict) -> str:
     if under16 >= SMALL_SHARE:
         return (f"small objects dominate: {under16:.0%} of boxes are under 16 px at {size} px ({under8:.0%} under 8 px, "
                 "inside one cell of the stride-8 level): a stride-4 (P2) level or a larger input sees them better")
-    if median >= 64:
+    if median >= LARGE_PX:
         return (f"objects are large (median {median:g} px at {size} px): a smaller input can trade pixels for "
                 "capacity at the same latency")
     return f"objects are mid-sized (median {median:g} px at {size} px, {under16:.0%} under 16 px)"
@@ -148,25 +149,44 @@ def kept_points(cfg) -> set[str]:
     return {*(cfg.references or ()), *([cfg.latency_le] if cfg.latency_le else [])}
 
 
+def large_objects(profile: dict | None) -> bool:
+    """Whether the training split's (or the first split's) median object is at least ``LARGE_PX`` at the deploy size."""
+    return bool(profile) and main_split(profile).get("size_px", {}).get("median", 0) >= LARGE_PX
+
+
+def scale_suits(profile: dict | None, scale: float) -> bool:
+    """Whether a hand-scaled point at input ``scale`` is worth a search's first trials on this data: larger inputs
+    where small objects dominate, smaller ones where objects are large, either in between (or without a profile)."""
+    if small_objects(profile):
+        return scale >= 1.0
+    return scale <= 1.0 if large_objects(profile) else True
+
+
 def points_first(points: dict[str, dict], profile: dict | None, keep=(), say: bool = False) -> list[tuple[str, dict]]:
     """The hand-designed points a search starts from and compares against, in order: where small objects dominate,
-    those that detect on a stride-4 level (P2-P5) first; else the others only (stride 4 costs compute that large
-    objects do not repay), and the points named in ``keep`` (references, ``--latency-le``) always. With ``say``, one
+    those that detect on a stride-4 level (P2-P5) first, then those at a larger input (``input_scale`` > 1); else
+    the others only (stride 4 costs compute that large objects do not repay), those at a smaller input first where
+    objects are large, and the points named in ``keep`` (references, ``--latency-le``) always. With ``say``, one
     line tells which (when there is a profile)."""
     items = list(points.items())
     p2 = [(n, g) for n, g in items if g.get("levels") == "P2-P5"]
+    scale = {n: g.get("input_scale", 1.0) for n, g in items}
+    if small_objects(profile):
+        if say and p2:
+            print(f"ultranas: small objects dominate the data: the stride-4 (P2-P5) points "
+                  f"{', '.join(n for n, _ in p2 if scale[n] == 1.0)} and the larger inputs are tried first", flush=True)
+        return sorted(items, key=lambda kv: (kv[1].get("levels") != "P2-P5", scale[kv[0]] <= 1.0))
+    if large_objects(profile):
+        items = sorted(items, key=lambda kv: scale[kv[0]] >= 1.0)  # pixels traded for capacity first
+        if say and any(s < 1.0 for s in scale.values()):
+            print("ultranas: the objects are large: the points at a smaller input are tried first", flush=True)
     if not p2:
         return items
-    names = ", ".join(n for n, _ in p2)
-    if small_objects(profile):
-        if say:
-            print(f"ultranas: small objects dominate the data: the stride-4 (P2-P5) points {names} are tried first",
-                  flush=True)
-        return p2 + [(n, g) for n, g in items if g.get("levels") != "P2-P5"]
     if say and profile is not None:
-        print(f"ultranas: few small objects in the data: the stride-4 points {names} are left out of the start and "
-              "of the comparison", flush=True)
-    return [(n, g) for n, g in items if g.get("levels") != "P2-P5" or n in keep]
+        names = ", ".join(n for n, _ in p2 if scale[n] == 1.0)
+        print(f"ultranas: few small objects in the data: the stride-4 points {names} are left "
+              "out of the start and of the comparison", flush=True)
+    return [(n, g) for n, g in items if g.get("levels") != "P2-P5" or n in keep or n.split("@")[0] in keep]
 
 
 def format_profile(profile: dict) -> list[str]:

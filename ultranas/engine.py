@@ -22,17 +22,18 @@ from . import ultra
 from .bands import GFLOPS_PRESCREEN, band_of, make_bands, next_band, order_ms, reachable_bands
 from .config import SearchConfig, search_workers
 from .data import class_names, safe_data_yaml
-from .data_profile import announce_profile, kept_points, points_first, score_advice
+from .data_profile import announce_profile, kept_points, points_first, scale_suits, score_advice
 from .errors import Interrupted, RunFailed, UserError
 from .estimation import Pruned, SuccessiveHalving, make_estimator
 from .fsutil import RunLock, ask_lock, atomic_write_text, atomic_write_yaml
+from .input_size import one_size_reason, scale_note, search_space, train_size
 from .objectives import Candidate, make_objectives
 from .preflight import preflight, sigterm_as_interrupt
 from .progress import Ticker, search_bar, search_status
 from .report import write_reports
 from .rundir import absolute_paths, check_resumable, check_writable, load_run, new_run_dir, open_study, storage_url
 from .runtime import quiet_ultralytics
-from .space import SearchSpace, load_space
+from .space import SearchSpace
 from .splits import plan_splits
 from .storage import fail_stale, heartbeat
 from .strategies import make_strategy, pareto_fitness
@@ -70,7 +71,8 @@ class SearchContext:
         self.study = study or open_study(cfg, run_dir, resume=resume)
         self.splits = plan_splits(cfg, self.full_data, run_dir, self.study)  # the search never reads the verdict's
         self.data, self.judge_data = Path(self.splits.search_data), Path(self.splits.judge_data)
-        self.space: SearchSpace = load_space(cfg.space)
+        self.space: SearchSpace = study_space(search_space(cfg), self.study, fixed=bool(
+            cfg.input_scales is not None or one_size_reason(cfg)))
         predictor = None
         if cfg.latency_lut:  # a calibrated per-layer table (checked in preflight): predictions replace timings
             from .objectives._lut import LatencyLUT
@@ -97,7 +99,8 @@ class SearchContext:
         self.estimator.keep_weights = int8 is not None
         self.halving = SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None
         self._candidates: dict[str, Candidate] = {}
-        self.point_hashes = {self.space.design_hash(g, self.nc): name for name, g in self.space.points.items()}
+        self.point_hashes = {self.space.design_hash(g, self.nc): name  # names every hand-designed design it meets
+                             for name, g in self.space.baselines(cfg.imgsz).items()}
         self.limits = [r for r in [cfg.latency_le] if r]  # references every design must not be slower than
         self.references = {r: self.reference(r) for r in dict.fromkeys(self.limits + self._band_references())}
         ms = {r: self.meter.reference(c)["median_ms"] for r, c in self.references.items()}
@@ -110,12 +113,19 @@ class SearchContext:
         if hasattr(self.strategy, "prepare"):  # a strategy that searches once before proposing (darts)
             self.strategy.prepare(self)
 
+    def baselines(self) -> dict[str, dict]:
+        """The hand-designed designs a search starts from and its final stage compares with: the space's points and
+        the references (and ``--latency-le`` point) at the space's hand-scaled input sizes."""
+        keep = kept_points(self.cfg)
+        return {**self.space.points, **self.space.hand_scaled_points(keep, self.cfg.imgsz),
+                **{r: self.space.point(r) for r in keep if r not in self.space.points}}  # a reference named yolo11n@0.75x
+
     def _band_references(self) -> list[str]:
         """The references whose latency bands the search fills (``focus=bands``): ``--references`` (the final
         stage's goals, also under ``--no-final``), else the ``--latency-le`` point."""
         if self.cfg.focus != "bands":
             return []
-        return [r for r in self.cfg.references if r in self.space.points] or list(self.limits)
+        return [r for r in self.cfg.references if r in self.baselines()] or list(self.limits)
 
     def reference(self, name: str) -> Candidate:
         return self.candidate(self.space.point(name), self.run_dir / "final" / name)
@@ -130,7 +140,7 @@ class SearchContext:
         if h in self._candidates:
             return self._candidates[h]
         imgsz = self.space.imgsz(g, self.cfg.imgsz)
-        train = max(32, round(self.cfg.proxy_imgsz * imgsz / self.cfg.imgsz / 32) * 32)  # the space's size, scaled
+        train = train_size(self.cfg.proxy_imgsz, imgsz, self.cfg.imgsz)  # the proxy size, scaled as the design
         t0 = time.perf_counter()
         model_dict = self.space.render(g, self.nc)
         cand = Candidate(g, model_dict, h, imgsz, workdir, train_imgsz=train)
@@ -176,12 +186,35 @@ class SearchContext:
         return None
 
 
+def study_space(space: SearchSpace, study: optuna.Study, fixed: bool = False) -> SearchSpace:
+    """``space`` with the input scales ``study`` searches, recorded by its first worker (a study made before input
+    sizes were searched: the deploy size only), so every worker and resume asks optuna the same choices. ``fixed``
+    (``--input-scales`` given, or settings that compare one size only): settings that lack one of the study's
+    scales are refused; otherwise the study's own scales are kept."""
+    if "input_scale" not in space.decisions:
+        return space
+    mine, stored = list(space.decisions["input_scale"]), study.user_attrs.get("input_scales")
+    if stored is None:  # a new study, or one from before the record: the choices its trials were asked with
+        dist = next((t.distributions["input_scale"] for t in study.trials if "input_scale" in t.distributions), None)
+        stored = list(dist.choices) if dist else [1.0] if study.trials else mine
+        study.set_user_attr("input_scales", stored)
+    if fixed and not set(stored) <= set(mine):
+        raise UserError(f"this study searches input scales {', '.join(f'{s:g}' for s in stored)}; these settings "
+                        f"give {', '.join(f'{s:g}' for s in mine)} (--input-scales, --estimator, --strategy and "
+                        "--latency-lut decide them): join or resume it with its own")
+    return space.with_input_scales(stored) if stored != mine else space
+
+
 def warm_start(ctx: SearchContext) -> None:
-    """Queue the space's named points (the hand-designed baselines) once, before any strategy proposal: the
-    references first (they anchor the bands and the re-rank), then the others in the order the data suggests."""
+    """Queue the hand-designed baselines (:meth:`SearchContext.baselines`) once, before any strategy proposal: the
+    references first (they anchor the bands and the re-rank), then the others in the order the data suggests (of
+    the hand-scaled ones, those at the input sizes the data profile favours)."""
     if not ctx.cfg.warm_start or ctx.study.user_attrs.get("warm_started"):
         return
-    order = points_first(ctx.space.points, getattr(ctx, "profile", None), kept_points(ctx.cfg), say=True)
+    profile = getattr(ctx, "profile", None)
+    order = points_first(ctx.baselines(), profile, kept_points(ctx.cfg), say=True)
+    order = [(n, g) for n, g in order if n in ctx.space.points or n in kept_points(ctx.cfg)
+             or scale_suits(profile, g.get("input_scale", 1.0))]  # the final stage compares with all of them
     for name, point in sorted(order, key=lambda item: item[0] not in ctx.cfg.references):
         ctx.study.enqueue_trial(point, user_attrs={"point": name})
     ctx.study.set_user_attr("warm_started", True)
@@ -380,6 +413,8 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
             atomic_write_yaml(run_dir / "args.yaml", cfg.to_dict())  # on resume: keeps --trials / --device changes
             ctx = SearchContext(cfg, run_dir, data_checked=not resume, resume=bool(resume))
             print(f"ultranas: {ctx.splits.describe()}", flush=True)
+            if note := scale_note(cfg, ctx.space):
+                print(f"ultranas: {note}", flush=True)
             ctx.profile = announce_profile(ctx.full_data, cfg.imgsz, run_dir)
             if advice := score_advice(ctx.profile, cfg):
                 print(f"ultranas: {advice}", flush=True)

@@ -28,7 +28,7 @@ POINT_GFLOPS = 2.0  # hand-designed points timed for a band: at most this times 
 
 def labels(references: list[str]) -> dict[str, str]:
     """``found_<scale letter>`` where that letter is unique among the references, else ``found_<reference>``."""
-    letters = [r[-1] if r[-1] in "nsmlx" else r for r in references]
+    letters = [r.split("@")[0][-1] if r.split("@")[0][-1] in "nsmlx" else r for r in references]  # yolo11n@0.75x: n
     return {r: f"found_{x if letters.count(x) == 1 else r}" for r, x in zip(references, letters)}
 
 
@@ -84,7 +84,7 @@ def choose(ctx, band: Band, pool, known: dict, tries: int = 8) -> dict:
         if len(trials) >= tries:
             break
     cands = {t.number: ctx.candidate(t.user_attrs["genotype"], ctx.run_dir) for t in trials}
-    baselines = points_first(ctx.space.points, getattr(ctx, "profile", None), kept_points(ctx.cfg))
+    baselines = points_first(ctx.baselines(), getattr(ctx, "profile", None), kept_points(ctx.cfg))
     points = {name: c for name, g in baselines for c in [ctx.candidate(g, ctx.run_dir)]
               if name == band.faster or c.info["gflops"] <= POINT_GFLOPS * ref.info["gflops"]}
     timed = {c.design_hash: c for c in [*cands.values(), *points.values()] if c.design_hash != ref.design_hash}
@@ -166,7 +166,7 @@ def _judge(ctx, p: dict, found_name: str, results, matches, int8_facts, no_signa
     judged = Judged(ctx.splits.judge_on, gaps[flabel].n_images, ctx.splits.independent, no_signal)
     ratio = lat[found.design_hash]["ratio"]
     lines = verdict_lines(found_name, stats[flabel], reference, stats[reference], gaps[flabel], best_hand,
-                          stats[best_hand], vs_hand, ratio, judged, flabel if flabel in ctx.space.points else None,
+                          stats[best_hand], vs_hand, ratio, judged, flabel if flabel in ctx.point_hashes.values() else None,
                           p["winner"] is None)
     winner = p["winner"]
     out = ctx.run_dir / f"{found_name}.pt"
@@ -177,7 +177,7 @@ def _judge(ctx, p: dict, found_name: str, results, matches, int8_facts, no_signa
         "search_trial": winner.number if winner else None,
         "search_score": winner.user_attrs["metrics"]["score"] if winner else None,
         "rerank": ctx.study.user_attrs.get(f"rerank:{found.design_hash}") if winner else None,
-        "is_hand_designed": flabel in ctx.space.points, "same_as_reference": found.design_hash == p["ref"].design_hash,
+        "is_hand_designed": flabel in ctx.point_hashes.values(), "same_as_reference": found.design_hash == p["ref"].design_hash,
         "run": str(ctx.run_dir.resolve()), "data": cfg.data, "final_epochs": cfg.final_epochs,
         "final_seeds": list(cfg.final_seeds), "shipped_seed": cfg.final_seeds[0],  # not picked on the verdict split
         "selected_on": ctx.splits.select_on, "judged_on": ctx.splits.judge_on, "n_images": judged.n_images,

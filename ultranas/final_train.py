@@ -114,7 +114,9 @@ def train_all(ctx, designs: dict[str, tuple], need_weights: set[str]) -> dict[st
                          label, i, key))
     workers = final_workers(cfg)
     if jobs:
-        print(f"ultranas: final stage: {len(jobs)} training(s) at {cfg.imgsz} px, {cfg.final_epochs} epochs, "
+        sizes = sorted({job["args"]["imgsz"] for job, *_ in jobs})
+        print(f"ultranas: final stage: {len(jobs)} training(s) at {'/'.join(map(str, sizes))} px (each design at its "
+              f"own size), {cfg.final_epochs} epochs, "
               f"seeds {','.join(map(str, cfg.final_seeds))}, on all of train, judged on {ctx.splits.judge_on}"
               + (f", {workers} at a time" if workers > 1 else ""), flush=True)
     folders, t0 = [Path(job["project"]) / job["name"] for job, *_ in jobs], time.time()

@@ -10,8 +10,8 @@ from .config import SearchConfig
 from .data import check_dataset, load_data_yaml
 from .errors import UserError
 from .estimation import make_estimator
+from .input_size import search_space
 from .objectives import make_objectives
-from .space import load_space
 from .strategies import make_strategy
 
 
@@ -25,7 +25,7 @@ def preflight(cfg: SearchConfig) -> None:
     from .config import search_workers
 
     search_workers(cfg)  # a bad ULTRANAS_WORKERS fails here
-    space = load_space(cfg.space)
+    space = search_space(cfg)  # a bad --input-scales fails here
     make_objectives(cfg.objectives, latency=_LatencyName())
     make_strategy(cfg.strategy, space, seed=cfg.seed)
     if cfg.estimator not in ESTIMATORS:
@@ -38,7 +38,7 @@ def preflight(cfg: SearchConfig) -> None:
         from .objectives._lut import LatencyLUT
 
         lut = LatencyLUT.load(cfg.latency_lut)  # unreadable, not a table, or profiled on another host: one line
-        sizes = sorted({int(s) for s in space.decisions.get("imgsz", [cfg.imgsz])})  # the designs' deploy sizes
+        sizes = space.deploy_sizes(cfg.imgsz)  # the designs' deploy sizes
         if lut.target != cfg.latency_target or sizes != [lut.imgsz]:
             raise UserError(f"--latency-lut {cfg.latency_lut} predicts {lut.target} at {lut.imgsz} px, but this search "
                             f"times {cfg.latency_target} at {', '.join(map(str, sizes))} px: profile a table for "

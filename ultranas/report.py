@@ -22,7 +22,7 @@ def leaderboard_rows(study: optuna.Study, objective_names: list[str]) -> list[di
                     "latency_ms": info.get("latency_ms"), "band": info.get("band") or "",
                     **{f"latency_vs_{r}": round(v["ratio"], 3) for r, v in info.get("latency_vs", {}).items()},
                     "params": info.get("params"), "gflops": info.get("gflops"),
-                    **{k: info.get(k) for k in ("build_s", "latency_s")},
+                    **{k: info.get(k) for k in ("imgsz", "proxy_imgsz", "build_s", "latency_s")},
                     **{k: metrics.get(k) for k in ("data_s", "train_s", "val_s")}, "time_s": t.user_attrs.get("time_s"),
                     "duplicate_of": t.user_attrs.get("duplicate_of", ""), "failure": t.user_attrs.get("failure", "")})
         rows.append(row)

@@ -2,7 +2,7 @@
 
 With a cheap, noisy score, the design that tops a long search is partly the luckiest one (the winner's curse): its
 score overstates it. ``--rerank K`` trains the K best designs of each latency band (by search score) once more, at
-``--rerank-imgsz`` for ``--rerank-epochs`` epochs with the search's trainer, and scores them by mAP50-95; the band's
+``--rerank-imgsz`` (x the design's input scale) for ``--rerank-epochs`` epochs with the search's trainer, and scores them by mAP50-95; the band's
 reference is re-scored too, so the final stage can see whether anything beat it at that fidelity. The final stage
 then takes the best re-ranked design. Results are stored in the study (``rerank:<design hash>``), so a resumed run
 re-ranks nothing twice.
@@ -10,12 +10,14 @@ re-ranks nothing twice.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import optuna
 
 from .estimation import make_estimator
 from .fsutil import atomic_write_text
+from .input_size import train_size
 
 TS = optuna.trial.TrialState
 
@@ -52,12 +54,14 @@ def rerank(ctx) -> list[int]:
     estimator = make_estimator(cfg.estimator if cfg.estimator != "zero-cost" else "short-train", ctx.data,
                                epochs=setting["epochs"], imgsz=setting["imgsz"], batch=cfg.batch, device=cfg.device,
                                seeds=tuple(cfg.seeds), fraction=cfg.fraction, single_cls=cfg.single_cls,
-                               verbose=cfg.verbose, trainer=cfg.trainer, score="map", train_imgsz=setting["imgsz"])
+                               verbose=cfg.verbose, trainer=cfg.trainer, score="map")  # each at its own size
     estimator.tag = "rerank-"
-    print(f"ultranas: re-ranking {len(todo)} design(s) at {setting['imgsz']} px, {setting['epochs']} epochs",
+    scaled = " x each design's input scale" if len(ctx.space.deploy_sizes(cfg.imgsz)) > 1 else ""
+    print(f"ultranas: re-ranking {len(todo)} design(s) at {setting['imgsz']} px{scaled}, {setting['epochs']} epochs",
           flush=True)
     for t in todo:
         cand = ctx.trial_candidate(t.user_attrs["genotype"], t.number)
+        cand = dataclasses.replace(cand, train_imgsz=train_size(setting["imgsz"], cand.imgsz, cfg.imgsz))
         if not (cand.workdir / "model.yaml").is_file():
             atomic_write_text(cand.workdir / "model.yaml", ctx.space.to_yaml(t.user_attrs["genotype"], ctx.nc))
         t0 = time.time()

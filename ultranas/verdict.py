@@ -2,7 +2,7 @@
 paired bootstrap over the verdict split's images and the seeds (:mod:`ultranas.bootstrap`).
 
 A gap is called ``better`` (or ``worse``) only when its whole interval lies above (below) 0; otherwise the models are
-not distinguishable on this verdict split with these seeds. The line names the split that judged and its size.
+not distinguishable on this verdict split with these seeds. An interval within 0.1 pts of 0 is no difference at all. The line names the split that judged and its size.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ class Stats:
 
 
 WORDS = {"better": "better (the interval is above 0)", "worse": "worse (the interval is below 0)",
-         "indistinguishable": "not distinguishable (the interval contains 0)"}
+         "indistinguishable": "not distinguishable (the interval contains 0)",
+         "negligible": "no difference (the whole interval is within 0.1 pts)"}
 
 
 @dataclass(frozen=True)

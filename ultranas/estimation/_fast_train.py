@@ -23,6 +23,7 @@ from ._device_data import DeviceAugment, DeviceDataset
 from ._short_train import compressed_schedule
 from ._torch import seeded, torch_device
 
+KEEP_BYTES = 1 << 30  # decoded splits of other image sizes kept while they fit (device memory)
 METRICS = ("map", "map50", "precision", "recall", "train_loss", "val_loss", "loss_drop")
 
 
@@ -318,10 +319,15 @@ class FastTrainEstimator(TrainingEstimator):
         self.data_s = 0.0  # seconds spent decoding splits, since the last estimate
 
     def dataset(self, imgsz: int, split: str = "train") -> DeviceDataset:
-        """A split decoded at ``imgsz`` on the device, once per size (train and val; one size at a time)."""
+        """A split decoded at ``imgsz`` on the device, once per size (designs at several input scales alternate
+        sizes: other sizes are kept while all of them fit in ``KEEP_BYTES``, the oldest dropped first)."""
         if (imgsz, split) not in self._datasets:
             t0 = time.perf_counter()
-            self._datasets = {k: v for k, v in self._datasets.items() if k[0] == imgsz}  # device memory
+            while sum(d.images.nbytes for d in self._datasets.values()) > KEEP_BYTES:
+                oldest = next((k[0] for k in self._datasets if k[0] != imgsz), None)  # a size's splits go together
+                if oldest is None:
+                    break
+                self._datasets = {k: v for k, v in self._datasets.items() if k[0] != oldest}
             self._datasets[imgsz, split] = DeviceDataset(self.data, imgsz, self.device, split,
                                                          self.fraction if split == "train" else 1.0,
                                                          self.single_cls)

@@ -153,6 +153,8 @@ def calibrate(**kwargs) -> dict:
     seeds = a.seeds
     data = safe_data_yaml(a.data)  # Ultralytics reads only the checked copy
     nc, space = len(class_names(data)), load_space(a.space)
+    if len(space.decisions.get("input_scale", ())) > 1:  # the reference trains every design at one size
+        space = space.with_input_scales((1.0,))
     if a.band_samples and space.points and a.band_point not in space.points:
         raise UserError(f"--band-point {a.band_point!r} is not a point of space {space.name}: choose "
                         f"{', '.join(space.points)}")

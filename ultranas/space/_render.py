@@ -195,4 +195,6 @@ def genotype_from_model(spec: SpaceSpec, model: dict, imgsz: int | None = None, 
     g["head"] = heads[0]
     if "imgsz" in spec.decisions:
         g["imgsz"] = imgsz if imgsz is not None else spec.decisions["imgsz"][0]
+    if "input_scale" in spec.decisions:
+        g["input_scale"] = 1.0  # a model file is read as a design at the deploy size
     return g

@@ -24,7 +24,8 @@ NECK = ("N4", "N3", "N4out", "N5out")  # top-down P4, P3 output, bottom-up P4 an
 LEVELS = ("P3-P5", "P2-P5", "P3-P4")  # the levels a design detects on (strides 8-32, 4-32, 8-16)
 P2_NECK = ("N2", "N3out")  # with P2-P5: top-down P2 output, bottom-up P3 output (N3 is then top-down only)
 VOCABULARIES = ("blocks", "downsample", "spp", "attention")
-TOP_KEYS = {"name", "version", "description", *VOCABULARIES, "heads", "decisions", "points"}
+TOP_KEYS = {"name", "version", "description", *VOCABULARIES, "heads", "decisions", "points", "hand_scaled"}
+SCALE_RANGE = (0.25, 4.0)  # input_scale choices: the design's input side / the deploy size (--imgsz)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class SpaceSpec:
     heads: dict[str, dict]
     description: str = ""
     vocab_of: dict[str, str] = field(default_factory=dict)  # decision -> vocabulary it draws from
+    hand_scaled: tuple = ()  # input scales every point is also offered at (as a hand-scaled baseline)
 
 
 def _fail(path, key, what) -> UserError:
@@ -140,7 +142,7 @@ def _decision_vocab(name: str) -> str | None:
 REQUIRED = [f"{s}.{k}" for s in STAGES for k in ("down", "down_width", "block", "n", "width")] + [
     f"{n}.{k}" for n in NECK for k in ("block", "n", "width")] + ["stem", "spp", "attention", "attention_n", "neck_down", "head"]
 P2_DECISIONS = tuple(f"{n}.{k}" for n in P2_NECK for k in ("block", "n", "width"))
-KNOWN_DECISIONS = frozenset({*REQUIRED, "imgsz", "levels", *P2_DECISIONS})
+KNOWN_DECISIONS = frozenset({*REQUIRED, "imgsz", "input_scale", "levels", *P2_DECISIONS})
 
 
 def levels_of(g: dict) -> str:
@@ -218,6 +220,12 @@ def _choices_problem(name: str, choices: list, vocab: dict, heads: dict) -> str 
     if name == "levels":
         unknown = [c for c in choices if c not in LEVELS]
         return f"has {_clip(repr(unknown[0]), 40)}: levels are {', '.join(LEVELS)}" if unknown else None
+    if name == "input_scale":
+        lo, hi = SCALE_RANGE
+        bad = [c for c in choices if isinstance(c, bool) or not isinstance(c, numbers.Real) or not lo <= c <= hi]
+        if bad:
+            return f"has {_clip(repr(bad[0]), 40)}: input scales are numbers in [{lo:g}, {hi:g}]"
+        return None if 1 in choices else "must list 1 (the deploy size, where the points run)"
     if (voc := _decision_vocab(name)) is not None or name == "head":
         names, where = (vocab[voc], voc) if voc else (heads, "heads")
         unknown = [c for c in choices if not isinstance(c, str) or c not in names]
@@ -249,7 +257,9 @@ def _decisions(path, node, vocab: dict, heads: dict) -> tuple[dict[str, tuple], 
             raise _fail(path, f"decisions.{name}", "lists a choice twice")
         if (voc := _decision_vocab(name)) is not None:
             vocab_of[name] = voc
-        decisions[name] = tuple(choices)
+        decisions[name] = tuple(float(c) for c in choices) if name == "input_scale" else tuple(choices)
+    if "imgsz" in decisions and "input_scale" in decisions:
+        raise _fail(path, "decisions.input_scale", "and decisions.imgsz both set the input size: keep one")
     if missing := [k for k in REQUIRED if k not in decisions]:
         raise _fail(path, f"decisions.{missing[0]}", "is missing")
     p2 = "P2-P5" in decisions.get("levels", ())
@@ -280,6 +290,8 @@ def _points(path, node, decisions: dict) -> dict[str, dict]:
             raise _fail(path, f"points.{pname}", "must be a mapping of decision: choice")
         point: dict = {}
         _flatten(path, f"points.{pname}", "", design, point)
+        if isinstance(point.get("input_scale"), numbers.Real) and not isinstance(point["input_scale"], bool):
+            point["input_scale"] = float(point["input_scale"])
         for k, v in point.items():
             if k not in decisions:
                 raise _fail(path, f"points.{pname}.{k}", "is not a decision of this space")
@@ -287,6 +299,9 @@ def _points(path, node, decisions: dict) -> dict[str, dict]:
                 raise _fail(path, f"points.{pname}.{k}", problem)
         if "levels" in decisions and "levels" not in point and is_choice("P3-P5", decisions["levels"]):
             point["levels"] = "P3-P5"  # a point without the key is the usual P3-P5 design
+        if point.setdefault("input_scale", 1.0) != 1.0 if "input_scale" in decisions else False:
+            raise _fail(path, f"points.{pname}.input_scale", "must be 1: points run at the deploy size (hand_scaled "
+                                                           "offers them at other scales)")
         if missing := [k for k in decisions if k not in point and (k == "levels" or is_active(k, point))]:
             raise _fail(path, f"points.{pname}.{missing[0]}", "is missing")
         points[pname] = {k: point.get(k, decisions[k][0]) for k in decisions}  # inactive: the first choice
@@ -304,4 +319,19 @@ def load_space_file(path: str | Path) -> SpaceSpec:
     decisions, vocab_of = _decisions(path, raw["decisions"], vocab, heads)
     points = _points(path, raw.get("points"), decisions)
     return SpaceSpec(raw["name"], version, path, vocab, decisions, points, heads, raw.get("description") or "",
-                     vocab_of)
+                     vocab_of, _hand_scaled(path, raw.get("hand_scaled"), decisions))
+
+
+def _hand_scaled(path, node, decisions: dict) -> tuple:
+    """The input scales every point is also offered at: choices of ``input_scale`` other than 1."""
+    if node is None:
+        return ()
+    scales = decisions.get("input_scale")
+    if scales is None:
+        raise _fail(path, "hand_scaled", "needs the decision input_scale")
+    if not isinstance(node, list) or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in node):
+        raise _fail(path, "hand_scaled", "must be a list of input scales, e.g. [0.75, 1.25]")
+    if bad := [v for v in node if float(v) not in scales or float(v) == 1.0]:
+        raise _fail(path, "hand_scaled", f"has {_clip(repr(bad[0]), 40)}: each must be a choice of input_scale "
+                                         f"other than 1 ({[c for c in scales if c != 1.0]})")
+    return tuple(dict.fromkeys(float(v) for v in node))

@@ -2,11 +2,17 @@
 
 A genotype is a plain ``dict`` of decision -> choice. Its identity is :meth:`SearchSpace.design_hash`, the sha1 of
 the rendered model (plus input size), so decisions that do not change the network do not make a new design.
+
+Input size: a space sets it absolutely (``imgsz``, in px) or relative to the deploy size (``input_scale``: the side
+is ``--imgsz`` x scale, rounded to a multiple of 32), so one latency budget can buy pixels or capacity. With
+``hand_scaled``, every named point is also offered at those scales (``yolo11n@0.75x``): hand-designed baselines (a
+search compares with its references' variants) a searched design must beat, or it only found the right resolution.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -19,7 +25,7 @@ import yaml
 from ..errors import UserError
 from ..safe_yaml import read_text, safe_load
 from ._render import genotype_from_model, render_rows
-from ._schema import SpaceSpec, is_active, is_choice, load_space_file
+from ._schema import SCALE_RANGE, SpaceSpec, is_active, is_choice, load_space_file
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "yaml_spaces"
 
@@ -35,6 +41,8 @@ class SearchSpace:
             ok, reason = self.check(point)
             if not ok:
                 raise UserError(f"space {spec.path}: point '{pname}' is not a valid design: {reason}")
+        if clash := sorted(set(spec.points) & set(self.hand_scaled_points())):
+            raise UserError(f"space {spec.path}: point '{clash[0]}' has the name of a hand-scaled point")
 
     # -- identity -------------------------------------------------------------------------------------------
     @property
@@ -42,7 +50,17 @@ class SearchSpace:
         return copy.deepcopy(self.spec.points)
 
     def point(self, name: str) -> dict:
+        """A named point, or a hand-scaled one (``yolo11n@0.75x``)."""
         if name not in self.spec.points:
+            scaled = self.hand_scaled_points().get(name)
+            if scaled is not None:
+                return scaled
+            base = name.rsplit("@", 1)[0]
+            if base != name and base in self.spec.points:
+                offered = ", ".join(f"{s:g}x" for s in self.spec.hand_scaled) or "none"
+                raise UserError(f"'{name}' is not offered here: the hand-scaled points of this search are at {offered} "
+                                "(a scale whose input side equals another's at this --imgsz and --proxy-imgsz, or "
+                                "that the settings cannot compare, is left out)")
             raise UserError(f"space {self.name} has no point '{name}' (it has: {', '.join(self.spec.points) or 'none'})")
         return dict(self.spec.points[name])
 
@@ -51,13 +69,57 @@ class SearchSpace:
         return math.prod(len(c) for c in self.decisions.values())
 
     def imgsz(self, g: dict, default: int = 640) -> int:
-        return int(g.get("imgsz", default))
+        """The design's input side in px: its own ``imgsz``, or ``default`` (the deploy size) x its ``input_scale``."""
+        if "imgsz" in g:
+            return int(g["imgsz"])
+        scale = g.get("input_scale", 1.0)
+        return int(default) if scale == 1.0 else scaled_size(default, scale)
+
+    def deploy_sizes(self, default: int) -> list[int]:
+        """Every input side this space's designs can have at deploy size ``default``."""
+        if "imgsz" in self.decisions:
+            return sorted({int(s) for s in self.decisions["imgsz"]})
+        return sorted({self.imgsz({"input_scale": s}, default) for s in self.decisions.get("input_scale", (1.0,))})
 
     def design_hash(self, g: dict, nc: int = 80) -> str:
         rows = render_rows(self.spec, g, nc)
         rows["head"][-1][3] = [nc]  # the head's width: hashes of one design differ by class count
-        canonical = json.dumps([rows, g.get("imgsz")], sort_keys=True, default=str)
+        scale = g.get("input_scale", 1.0)  # at the deploy size: the hash of designs made before input_scale existed
+        canonical = json.dumps([rows, g.get("imgsz")] + ([float(scale)] if scale != 1.0 else []), sort_keys=True,
+                               default=str)
         return hashlib.sha1(canonical.encode()).hexdigest()[:12]
+
+    def hand_scaled_points(self, names=None, imgsz: int | None = None) -> dict[str, dict]:
+        """Named points at the space's ``hand_scaled`` input scales (``yolo11n@0.75x``), of ``names`` (default all).
+        With the deploy size ``imgsz``: only scales that give another input side than the deploy size and than the
+        smaller scales (at 64 px, 0.75x rounds back to 64 px and is not offered)."""
+        sides, scales = {int(imgsz)} if imgsz else set(), []
+        for s in self.spec.hand_scaled:
+            side = self.imgsz({"input_scale": s}, imgsz or 640)
+            if not imgsz or side not in sides:
+                sides.add(side)
+                scales.append(s)
+        return {scaled_name(n, s): {**g, "input_scale": s} for n, g in self.spec.points.items()
+                if names is None or n in names for s in scales}
+
+    def baselines(self, imgsz: int | None = None) -> dict[str, dict]:
+        """The hand-designed points and their hand-scaled variants (at deploy size ``imgsz``, if given): what a
+        searched design is compared with."""
+        return {**self.points, **self.hand_scaled_points(imgsz=imgsz)}
+
+    def with_input_scales(self, scales) -> SearchSpace:
+        """This space with its ``input_scale`` choices replaced by ``scales`` (1 among them; hand-scaled points
+        outside them are dropped), e.g. ``(1.0,)`` for designs at the deploy size only."""
+        scales = tuple(dict.fromkeys(float(s) for s in scales))
+        if "input_scale" not in self.decisions:
+            raise UserError(f"space {self.name} has no input_scale decision: --input-scales needs one")
+        lo, hi = SCALE_RANGE
+        if not scales or 1.0 not in scales or not all(lo <= s <= hi for s in scales):
+            raise UserError(f"--input-scales must list 1 (the deploy size) and scales in [{lo:g}, {hi:g}], "
+                            f"got {','.join(f'{s:g}' for s in scales)[:80]}")
+        spec = dataclasses.replace(self.spec, decisions={**self.decisions, "input_scale": scales},
+                                   hand_scaled=tuple(s for s in self.spec.hand_scaled if s in scales))
+        return SearchSpace(spec)
 
     def nearest_point(self, g: dict, nc: int = 80) -> tuple[str | None, list[tuple[str, object, object]]]:
         """The named point closest to design ``g`` and how ``g`` differs from it: (name, [(decision, the point's
@@ -85,8 +147,10 @@ class SearchSpace:
         out = dict(g)
         if "levels" in self.decisions and "levels" not in out and is_choice("P3-P5", self.decisions["levels"]):
             out["levels"] = "P3-P5"
+        if "input_scale" in self.decisions and "input_scale" not in out and 1.0 in self.decisions["input_scale"]:
+            out["input_scale"] = 1.0
         for d, choices in self.decisions.items():
-            if d not in out and d != "levels" and not is_active(d, out):
+            if d not in out and d not in ("levels", "input_scale") and not is_active(d, out):
                 out[d] = choices[0]
         return out
 
@@ -163,6 +227,16 @@ class SearchSpace:
         if not ok:
             raise UserError(f"{where} is not in space {self.name}: {reason}")
         return g
+
+
+def scaled_size(imgsz: int, scale: float) -> int:
+    """``imgsz`` x ``scale`` rounded (half up) to a multiple of 32, at least 32."""
+    return max(32, int(math.floor(imgsz * float(scale) / 32 + 0.5)) * 32)
+
+
+def scaled_name(point: str, scale: float) -> str:
+    """The name of ``point`` at input scale ``scale``: ``yolo11n@0.75x``."""
+    return f"{point}@{float(scale):g}x"
 
 
 def load_model_yaml(path: str | Path) -> dict:
