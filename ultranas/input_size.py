@@ -78,9 +78,10 @@ def scale_note(cfg, space: SearchSpace | None = None) -> str | None:
     if cfg.input_scales is not None:
         full = full.with_input_scales(cfg.input_scales)
     if dropped := same_size_scales(full, cfg.imgsz, cfg.proxy_imgsz):
+        over = any(full.imgsz({"input_scale": s}, cfg.imgsz) > MAX_IMGSZ for s in dropped)
         return (f"input scales {', '.join(f'{s:g}' for s in dropped)} are left out: at --imgsz {cfg.imgsz} and "
                 f"--proxy-imgsz {cfg.proxy_imgsz} they give the input side of another scale (sides are multiples of "
-                f"32; a larger --proxy-imgsz tells more sizes apart) or a side over {MAX_IMGSZ} px")
+                "32; a larger --proxy-imgsz tells more sizes apart)" + (f" or a side over {MAX_IMGSZ} px" if over else ""))
     return None
 
 
