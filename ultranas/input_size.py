@@ -31,6 +31,11 @@ def search_space(cfg) -> SearchSpace:
     """The space a search runs in: ``--space``, its input scales narrowed to ``--input-scales``, or to the deploy
     size alone where :func:`one_size_reason` says the settings cannot compare sizes; of scales that give one input
     side while searching or deploying, the one nearest 1 (:func:`same_size_scales`)."""
+    return _plan(cfg)[0]
+
+
+def _plan(cfg) -> tuple[SearchSpace, str | None]:
+    """:func:`search_space` and the line that says which scales it leaves out and why (``None``: none)."""
     space = load_space(cfg.space)
     scales = space.decisions.get("input_scale", ())
     why = one_size_reason(cfg)
@@ -40,10 +45,14 @@ def search_space(cfg) -> SearchSpace:
             raise UserError(f"--input-scales {','.join(f'{s:g}' for s in cfg.input_scales)[:60]} needs designs "
                             f"scored at their own sizes, but {why}: use --input-scales 1")
     elif why and len(scales) > 1:
-        return space.with_input_scales((1.0,))
-    if dropped := same_size_scales(space, cfg.imgsz, cfg.proxy_imgsz):
-        space = space.with_input_scales([s for s in space.decisions["input_scale"] if s not in dropped])
-    return space
+        return space.with_input_scales((1.0,)), f"every design runs at the deploy size ({cfg.imgsz} px): {why}"
+    if not (dropped := same_size_scales(space, cfg.imgsz, cfg.proxy_imgsz)):
+        return space, None
+    over = any(space.imgsz({"input_scale": s}, cfg.imgsz) > MAX_IMGSZ for s in dropped)
+    note = (f"input scales {', '.join(f'{s:g}' for s in dropped)} are left out: at --imgsz {cfg.imgsz} and "
+            f"--proxy-imgsz {cfg.proxy_imgsz} they give the input side of another scale (sides are multiples of 32; "
+            "a larger --proxy-imgsz tells more sizes apart)" + (f" or a side over {MAX_IMGSZ} px" if over else ""))
+    return space.with_input_scales([s for s in space.decisions["input_scale"] if s not in dropped]), note
 
 
 def same_size_scales(space: SearchSpace, imgsz: int, proxy_imgsz: int) -> list[float]:
@@ -66,23 +75,11 @@ def same_size_scales(space: SearchSpace, imgsz: int, proxy_imgsz: int) -> list[f
 def scale_note(cfg, space: SearchSpace | None = None) -> str | None:
     """One line on the input scales this search leaves out, and why (``None``: it searches them all); ``space``:
     the one the search runs in, when its study narrowed it."""
-    full = load_space(cfg.space)
-    if len(full.decisions.get("input_scale", ())) < 2:
-        return None
-    mine = search_space(cfg)
+    mine, note = _plan(cfg)
     if space is not None and space.decisions.get("input_scale") != mine.decisions.get("input_scale"):
         return (f"this study searches input scales {', '.join(f'{s:g}' for s in space.decisions['input_scale'])}, "
                 "those it started with")
-    if cfg.input_scales is None and (why := one_size_reason(cfg)):
-        return f"every design runs at the deploy size ({cfg.imgsz} px): {why}"
-    if cfg.input_scales is not None:
-        full = full.with_input_scales(cfg.input_scales)
-    if dropped := same_size_scales(full, cfg.imgsz, cfg.proxy_imgsz):
-        over = any(full.imgsz({"input_scale": s}, cfg.imgsz) > MAX_IMGSZ for s in dropped)
-        return (f"input scales {', '.join(f'{s:g}' for s in dropped)} are left out: at --imgsz {cfg.imgsz} and "
-                f"--proxy-imgsz {cfg.proxy_imgsz} they give the input side of another scale (sides are multiples of "
-                "32; a larger --proxy-imgsz tells more sizes apart)" + (f" or a side over {MAX_IMGSZ} px" if over else ""))
-    return None
+    return note
 
 
 def train_size(proxy_imgsz: int, imgsz: int, deploy_imgsz: int) -> int:
