@@ -143,4 +143,5 @@ def test_fast_train_estimator_through_the_estimator_interface(synthetic, tmp_pat
     out = est.estimate(cand, fidelity=0.5)
     assert {"score", "map", "map50", "train_s", "epochs", "seeds"} <= set(out)
     assert out["score"] == out["map"] and math.isfinite(out["score"]) and out["epochs"] == 1 and out["seeds"] == 2
+    assert (tmp_path / "progress").read_text() == "2/2\n"  # epochs done over both seeds, for the status line
     assert est.dataset(64).imgsz == 64 and len(est.dataset(64)) == 32  # candidate.imgsz, fraction of 128

@@ -17,13 +17,14 @@ TINY = ["--data", "coco8.yaml", "--epochs", "1", "--batch", "4", "--strategy", "
 
 @pytest.fixture(scope="module")
 def two_refs(tmp_path_factory):
-    """A real tiny search: deploy 64 px, search 32 px, two references, two final seeds."""
+    """A real tiny search: deploy 64 px, search 32 px (every design at scale 1), two references, two final seeds."""
     import subprocess
     import sys
 
     project = tmp_path_factory.mktemp("final")
     proc = subprocess.run([sys.executable, "-m", "ultranas", "search", *TINY, "--trials", "3", "--imgsz", "64",
-                           "--proxy-imgsz", "32", "--final-seeds", "0,1", "--final-workers", "2", "--rerank", "1",
+                           "--proxy-imgsz", "32", "--input-scales", "1", "--final-seeds", "0,1", "--final-workers", "2",
+                           "--rerank", "1",
                            "--rerank-epochs", "1", "--rerank-imgsz", "64",
                            "--references", "yolo11n,yolo26n", "--project", str(project)],
                           capture_output=True, text=True, timeout=900)

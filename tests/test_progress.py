@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from types import SimpleNamespace
 
@@ -12,16 +13,22 @@ from tqdm import tqdm
 from ultranas.progress import Ticker, epochs_done, final_status, search_status
 
 
-def test_the_status_line_names_running_trials_screened_proposals_best_per_band_and_time_left():
+def test_the_status_line_names_running_trials_screened_proposals_best_per_band_and_time_left(tmp_path):
     study = optuna.create_study(directions=["maximize"])
     for band, score in [("yolo11n", 0.31), ("yolo11n", 0.40), ("yolo11s", 0.52)]:
         study.add_trial(optuna.trial.create_trial(values=[score], user_attrs={
             "metrics": {"score": score}, "info": {"band": band}}))
-    running = study.ask()
+    running, other = study.ask(), study.ask()
     study.set_user_attr("screened", 5)
+    study.set_user_attr("run_dir", str(tmp_path))
+    (tmp_path / "trials" / str(other.number)).mkdir(parents=True)
+    (tmp_path / "trials" / str(other.number) / "progress").write_text("5/23\n")  # written by the fast trainer
+    (tmp_path / "trials" / str(running.number) / "e3-s0").mkdir(parents=True)  # an Ultralytics training
+    (tmp_path / "trials" / str(running.number) / "e3-s0" / "results.csv").write_text("epoch,loss\n0,1.0\n1,0.9\n")
     cfg = SimpleNamespace(time_limit=10.0)
     line = search_status(study, cfg, lambda: 180.0)
-    assert f"running #{running.number} " in line and "screened 5" in line
+    assert re.search(rf"running #{running.number} 2 ep \d+s #{other.number} 5/23 ep \d+s", line), line
+    assert "screened 5" in line
     assert "yolo11n:0.400" in line and "yolo11s:0.520" in line and "7.0 min left" in line
     assert "min left" not in search_status(study, SimpleNamespace(time_limit=None), lambda: 0.0)
 

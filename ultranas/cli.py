@@ -47,8 +47,10 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--strategy", default=d.strategy, help=f"search strategy: {_names(STRATEGIES)}")
     g.add_argument("--trials", type=int, default=d.trials, help="designs to train (baselines included; designs "
                    "screened out by a limit or a latency band do not count)")
-    g.add_argument("--time-limit", type=float, default=None, help="minutes of search: no trial starts after them "
-                   "(the final stage runs after)")
+    g.add_argument("--time-limit", type=float, default=None, help="minutes for the whole job, planned: alone (no schedule "
+                   "setting such as --epochs or --final-epochs), ultranas times the references and chooses the proxy "
+                   "size, epochs, re-rank and final stage to fit; with them, minutes of search only (no trial starts "
+                   "after them; the re-rank and final stage run after; so too with --resume)")
     g.add_argument("--objectives", type=_csv(), default=d.objectives, help=f"comma list of {_names(OBJECTIVES)}")
     g.add_argument("--focus", default=d.focus, help="bands (default): spend the trials under each reference's "
                    "latency; front: the whole Pareto front of --objectives")
@@ -140,8 +142,9 @@ def cmd_search(a) -> None:
     if a.resume:
         given = _given(a.argv[a.argv.index("search") + 1:])
         run = search(resume=a.resume, **{k: v for k, v in kwargs.items() if k in given})
-    else:
-        run = search(**kwargs)
+    else:  # only what was given: settings left to their defaults may be planned (--time-limit alone)
+        given = _given(a.argv[a.argv.index("search") + 1:])
+        run = search(**{k: v for k, v in kwargs.items() if k in given})
     print(f"ultranas: results in {run}")
 
 

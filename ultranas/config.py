@@ -28,6 +28,7 @@ class SearchConfig:
     strategy: str = "evolution"
     trials: int = 8
     time_limit: float | None = None  # minutes of search (final stage excluded); stops starting trials after it
+    budget: float | None = None  # a planned run (--time-limit alone): the whole job's minutes (ultranas.plan)
     objectives: list[str] = field(default_factory=lambda: ["map", "latency"])
     focus: str = "bands"  # bands: spend the budget under each reference's latency; front: the whole Pareto front
     band_floor: float = 0.0  # >0: a band holds only designs with latency in (band_floor, 1] x its reference's
@@ -116,6 +117,8 @@ class SearchConfig:
         for key in ("max_latency", "max_params", "max_gflops", "time_limit"):
             if getattr(self, key) is not None:
                 checks.positive(f"--{_flag(key)}", getattr(self, key))
+        if self.budget is not None:
+            checks.positive("budget (the planned minutes)", self.budget)
         if self.max_latency is not None and self.latency_le:
             raise UserError("--max-latency and --latency-le conflict: give one latency limit")
         self.band_floor = checks.within("--band-floor", self.band_floor, 0, 1, hi_open=True)

@@ -39,6 +39,8 @@ def worker(storage: str, name: str, device: str | None = None, progress: bool = 
     if device is not None:
         cfg.device = device
     cfg.validate()
+    if cfg.budget is not None and not study.user_attrs.get("plan"):
+        raise UserError(f"study '{name}' is still planning its schedule: start workers once its plan is printed")
     run_dir = worker_run_dir(storage, study, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_no_links(run_dir)

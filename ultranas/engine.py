@@ -28,6 +28,7 @@ from .estimation import Pruned, SuccessiveHalving, make_estimator
 from .fsutil import RunLock, ask_lock, atomic_write_text, atomic_write_yaml
 from .input_size import one_size_reason, scale_note, search_space, train_size
 from .objectives import Candidate, make_objectives
+from .plan import Phases, make_plan, proxy_size, wanted
 from .preflight import preflight, sigterm_as_interrupt
 from .progress import Ticker, search_bar, search_status
 from .report import write_reports
@@ -184,6 +185,16 @@ class SearchContext:
             return f"latency outside every band ({ratios})"
         info["band"] = band.reference if band else None
         return None
+
+
+def rebuilt(ctx: SearchContext) -> SearchContext:
+    """The context anew for settings a plan changed (the input scales chosen again for the proxy size; the
+    references' timings kept)."""
+    ctx.study.set_user_attr("input_scales", None)
+    fresh = SearchContext(ctx.cfg, ctx.run_dir, study=ctx.study, data_checked=True,
+                          reference_records=ctx.meter.records())
+    fresh.profile = ctx.profile
+    return fresh
 
 
 def study_space(space: SearchSpace, study: optuna.Study, fixed: bool = False) -> SearchSpace:
@@ -354,7 +365,9 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
                 elapsed = spent + time.time() - start
                 ctx.study.set_user_attr("search_s", round(elapsed, 1))
                 if ctx.cfg.time_limit is not None and elapsed >= 60 * ctx.cfg.time_limit:
-                    print(f"ultranas: --time-limit {ctx.cfg.time_limit:g} min reached after {counted(ctx.study)} trials")
+                    print(f"ultranas: the search's {ctx.cfg.time_limit:g} min" + (
+                        f" (of the {ctx.cfg.budget:g} min budget)" if ctx.cfg.budget else " (--time-limit)")
+                        + f" are up after {counted(ctx.study)} trials")
                     break
                 if without_progress > MAX_SCREENED:
                     raise UserError("the strategy keeps proposing invalid, screened or already-evaluated designs; "
@@ -386,6 +399,7 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
 def search(resume: str | Path | None = None, progress: bool = True, **kwargs) -> Path:
     """Run (or resume) a search; returns the run directory. Keyword arguments are ``SearchConfig`` fields; with
     ``resume``, only settings that keep the finished trials meaningful may be given (``trials`` to extend ...)."""
+    started, planned = time.time(), False
     if resume:
         cfg, run_dir = load_run(resume, kwargs)
         check_resumable(cfg, run_dir)  # before anything in the run is touched
@@ -394,6 +408,8 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
         unknown = sorted(set(kwargs) - set(SearchConfig.__dataclass_fields__))
         if unknown:
             raise UserError(f"unknown search setting '{unknown[0]}'")
+        if kwargs.get("budget") is not None:
+            raise UserError("budget is what a plan records: give time_limit alone to plan the whole job")
         try:
             cfg = SearchConfig(**kwargs).validate()
         except TypeError as e:
@@ -406,6 +422,9 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
             cfg.validate()
         preflight(cfg)  # every check that can fail runs before the run directory exists
         given.refuse_unread()
+        planned = wanted(cfg, kwargs)
+        if planned:
+            cfg.budget = cfg.time_limit  # recorded before planning: a run stopped while planning is not resumed
         absolute_paths(cfg)
         run_dir = new_run_dir(cfg)
     try:
@@ -413,14 +432,26 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
             atomic_write_yaml(run_dir / "args.yaml", cfg.to_dict())  # on resume: keeps --trials / --device changes
             ctx = SearchContext(cfg, run_dir, data_checked=not resume, resume=bool(resume))
             print(f"ultranas: {ctx.splits.describe()}", flush=True)
+            ctx.profile = announce_profile(ctx.full_data, cfg.imgsz, run_dir)
+            if planned:  # --time-limit alone: the schedule is chosen from measured costs, at the proxy size it needs
+                cfg.proxy_imgsz = proxy_size(ctx.profile, cfg.imgsz)
+                ctx = rebuilt(ctx)
+                ctx.progress = progress
+                deadline = make_plan(ctx, kwargs, started)
+                ctx = rebuilt(ctx)
+                ctx.plan_deadline, planned = deadline, False  # from here on, a stopped run resumes
+            elif cfg.budget is not None and not ctx.study.user_attrs.get("plan"):
+                raise UserError(f"{run_dir} was stopped while its plan was being made, before any trial: start a new "
+                                "run")
             if note := scale_note(cfg, ctx.space):
                 print(f"ultranas: {note}", flush=True)
-            ctx.profile = announce_profile(ctx.full_data, cfg.imgsz, run_dir)
             if advice := score_advice(ctx.profile, cfg):
                 print(f"ultranas: {advice}", flush=True)
             ctx.progress = progress  # the final stage's bar too
             if resume:
                 recover_interrupted(ctx.study)
+            phases = Phases(started)
+            phases.mark("set-up")
             warm_start(ctx)
             try:
                 if (workers := search_workers(cfg)) > 1:
@@ -434,10 +465,12 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
                     write_reports(ctx)
                 except OSError as e:
                     print(f"ultranas: warning: could not write the reports in {run_dir}: {e.strerror}")
+            phases.mark("search")
             if cfg.rerank and any(t.state == TS.COMPLETE for t in ctx.study.get_trials(deepcopy=False)):
                 from .rerank import rerank
 
                 rerank(ctx)
+                phases.mark("re-rank")
             if not any(t.state == TS.COMPLETE for t in ctx.study.get_trials(deepcopy=False)):
                 raise RunFailed(f"no design completed in {run_dir}: every trial failed or was screened out (see "
                                 "leaderboard.csv, column failure); nothing to retrain")
@@ -445,8 +478,10 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
                 from .final import final_stage
 
                 final_stage(ctx)
+                phases.mark("final")
+            phases.report(ctx)
     except KeyboardInterrupt:
-        raise Interrupted(run_dir) from None
+        raise Interrupted(None if planned else run_dir) from None  # stopped while planning: nothing to resume
     return run_dir
 
 

@@ -18,6 +18,7 @@ from .bootstrap import ImageMatches, gap, resample_budget, resampled_maps
 from .data_profile import kept_points, points_first
 from .final_train import int8_all, train_all
 from .fsutil import atomic_write_csv
+from .plan import final_epochs
 from .report import plot_comparison
 from .verdict import Judged, Stats, print_table, verdict_lines
 
@@ -129,6 +130,7 @@ def final_stage(ctx) -> list[dict]:
         need_weights.add(flabel)
         for name, cand in p["points"].items():
             designs.setdefault(name, (cand, cand.genotype))
+    final_epochs(ctx, [cand.info["gflops"] for cand, _ in designs.values()])  # a planned run: fill the time left
     int8 = next((o for o in ctx.objectives if o.name == "int8_drop"), None)
     results = train_all(ctx, designs, set(designs) if int8 else need_weights)
     int8_facts = int8_all(ctx, int8, designs, results) if int8 else {}

@@ -64,8 +64,9 @@ def search_status(study: optuna.Study, cfg, search_s: Callable[[], float]) -> st
     now, parts = dt.datetime.now(), []
     running = [t for t in trials if t.state == TS.RUNNING and t.datetime_start is not None]
     if running:
-        parts.append("running " + " ".join(f"#{t.number} {(now - t.datetime_start).total_seconds():.0f}s"
-                                           for t in running[:4]))
+        run_dir = study.user_attrs.get("run_dir")
+        parts.append("running " + " ".join(f"#{t.number} {_epochs(Path(run_dir) / 'trials' / str(t.number)) if run_dir else ''}"
+                                           f"{(now - t.datetime_start).total_seconds():.0f}s" for t in running[:4]))
     if screened := study.user_attrs.get("screened"):
         parts.append(f"screened {screened}")
     best: dict[str, float] = {}
@@ -79,6 +80,22 @@ def search_status(study: optuna.Study, cfg, search_s: Callable[[], float]) -> st
     if cfg.time_limit is not None:
         parts.append(f"{max(0.0, 60 * cfg.time_limit - search_s()) / 60:.1f} min left")
     return ", ".join(parts)
+
+
+def _epochs(trial_dir: Path) -> str:
+    """``"5/23 ep "`` while a search trial trains: the fast trainer's ``progress`` file, or the epochs in the
+    ``results.csv`` of its latest Ultralytics training; nothing before the first epoch."""
+    try:
+        done = (trial_dir / "progress").read_text().strip()
+        return f"{done} ep " if done else ""
+    except OSError:
+        pass
+    try:
+        runs = sorted((p for p in trial_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    except OSError:
+        return ""
+    done = epochs_done(runs[-1]) if runs else 0
+    return f"{done} ep " if done else ""
 
 
 def epochs_done(folder: Path) -> int:

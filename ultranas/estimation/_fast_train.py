@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from .. import cores, ultra
+from ..fsutil import atomic_write_text
 from ..objectives._base import Candidate
 from ._base import SCORES, TrainingEstimator, signed_score
 from ._device_data import DeviceAugment, DeviceDataset
@@ -114,8 +116,9 @@ class FastTrainer:
                  lr0: float = 0.02, lrf: float = 0.01, momentum: float = 0.937, weight_decay: float = 5e-4,
                  mosaic: float = 1.0, fraction: float = 1.0, single_cls: bool = False, amp: bool | None = None,
                  compile: bool = False, val_batch: int | None = None, verbose: bool = False,
-                 val_data: DeviceDataset | None = None):
+                 val_data: DeviceDataset | None = None, on_epoch: Callable[[int], None] | None = None):
         self.device = torch_device(device)
+        self.on_epoch = on_epoch  # called with the epochs done after each epoch (progress)
         if isinstance(data, DeviceDataset):
             if data.imgsz != imgsz or data.device != self.device:
                 raise ValueError(f"DeviceDataset is {data.imgsz} px on {data.device}, trainer wants {imgsz} px on "
@@ -232,6 +235,8 @@ class FastTrainer:
                     self._step([r for r in runs if r.failed is None], augment(idx, mosaic))
                 seen, ni = seen + len(idx), ni + 1
             self._end_epoch([r for r in runs if r.failed is None], epoch, nb)
+            if self.on_epoch is not None:
+                self.on_epoch(epoch + 1)
         if cuda:
             torch.cuda.synchronize(self.device)
         train_s = time.perf_counter() - start
@@ -350,7 +355,9 @@ class FastTrainEstimator(TrainingEstimator):
         per_seed, self.data_s = [], 0.0
         for seed in self.seeds:
             trainer = FastTrainer(self.dataset(imgsz), imgsz, epochs, self.batch, self.device, seed,
-                                  verbose=self.verbose, val_data=self.dataset(imgsz, "val"), **self.trainer_kwargs)
+                                  verbose=self.verbose, val_data=self.dataset(imgsz, "val"),
+                                  on_epoch=_progress(candidates, epochs * len(self.seeds), epochs * len(per_seed)),
+                                  **self.trainer_kwargs)
             results = trainer.train([c.model_dict for c in candidates])
             for c, r in zip(candidates, results, strict=True):
                 if "failed" in r:
@@ -366,3 +373,20 @@ class FastTrainEstimator(TrainingEstimator):
                 cand.workdir.mkdir(parents=True, exist_ok=True)
                 out[-1]["weights"] = str(ultra.save_trained(trainer.trained[k], cand.workdir / "proxy.pt"))
         return out
+
+
+def _progress(candidates: list[Candidate], total: int, before: int) -> Callable[[int], None] | None:
+    """For one candidate trained in a folder of its own (a search trial): writes ``progress`` there ("epochs done
+    over all seeds/epochs") for the search's status line; a write that fails only loses the status."""
+    if len(candidates) != 1 or not candidates[0].workdir.is_dir():
+        return None
+    path = candidates[0].workdir / "progress"
+
+    def write(epoch: int) -> None:
+        try:
+            atomic_write_text(path, f"{before + epoch}/{total}\n")
+        except OSError:
+            pass
+
+    write(0)  # a new schedule (a halving rung, another seed): not the last one's count
+    return write
