@@ -139,12 +139,9 @@ def cmd_search(a) -> None:
     from .engine import search
 
     kwargs = {k: v for k, v in vars(a).items() if k not in ("func", "resume", "command", "debug", "argv")}
-    if a.resume:
-        given = _given(a.argv[a.argv.index("search") + 1:])
-        run = search(resume=a.resume, **{k: v for k, v in kwargs.items() if k in given})
-    else:  # only what was given: settings left to their defaults may be planned (--time-limit alone)
-        given = _given(a.argv[a.argv.index("search") + 1:])
-        run = search(**{k: v for k, v in kwargs.items() if k in given})
+    # only what was typed: a resume changes only those, and a new search may plan the rest (--time-limit alone)
+    given = _given(a.argv[a.argv.index("search") + 1:])
+    run = search(resume=a.resume, **{k: v for k, v in kwargs.items() if k in given})
     print(f"ultranas: results in {run}")
 
 

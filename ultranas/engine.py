@@ -193,7 +193,7 @@ def rebuilt(ctx: SearchContext) -> SearchContext:
     ctx.study.set_user_attr("input_scales", None)
     fresh = SearchContext(ctx.cfg, ctx.run_dir, study=ctx.study, data_checked=True,
                           reference_records=ctx.meter.records())
-    fresh.profile = ctx.profile
+    fresh.profile, fresh.progress = ctx.profile, ctx.progress
     return fresh
 
 
@@ -431,12 +431,12 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
         with RunLock(run_dir), sigterm_as_interrupt():
             atomic_write_yaml(run_dir / "args.yaml", cfg.to_dict())  # on resume: keeps --trials / --device changes
             ctx = SearchContext(cfg, run_dir, data_checked=not resume, resume=bool(resume))
+            ctx.progress = progress  # the plan's and the final stage's bars too
             print(f"ultranas: {ctx.splits.describe()}", flush=True)
             ctx.profile = announce_profile(ctx.full_data, cfg.imgsz, run_dir)
             if planned:  # --time-limit alone: the schedule is chosen from measured costs, at the proxy size it needs
                 cfg.proxy_imgsz = proxy_size(ctx.profile, cfg.imgsz)
                 ctx = rebuilt(ctx)
-                ctx.progress = progress
                 deadline = make_plan(ctx, kwargs, started)
                 ctx = rebuilt(ctx)
                 ctx.plan_deadline, planned = deadline, False  # from here on, a stopped run resumes
@@ -447,7 +447,6 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
                 print(f"ultranas: {note}", flush=True)
             if advice := score_advice(ctx.profile, cfg):
                 print(f"ultranas: {advice}", flush=True)
-            ctx.progress = progress  # the final stage's bar too
             if resume:
                 recover_interrupted(ctx.study)
             phases = Phases(started)

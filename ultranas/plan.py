@@ -140,8 +140,14 @@ def makespan(jobs: list[float], workers: int) -> float:
     return max(free)
 
 
-def final_jobs(models: dict[str, float], seeds: int, epochs: int, costs: Costs) -> list[float]:
-    return [costs.final_fixed + epochs * costs.final(g) for g in models.values() for _ in range(seeds)]
+def final_jobs(gflops, seeds: int, epochs: int, line: Line, fixed: float) -> list[float]:
+    """Seconds of each final training: every model (its GFLOPs) once per seed."""
+    return [fixed + epochs * line(g) for g in gflops for _ in range(seeds)]
+
+
+def most_epochs(jobs, workers: int, limit: float, lo: int, hi: int) -> int | None:
+    """The most epochs in ``[lo, hi]`` whose trainings (``jobs(epochs)``) end within ``limit`` seconds."""
+    return next((e for e in range(hi, lo - 1, -1) if makespan(jobs(e), workers) <= limit), None)
 
 
 def band_models(baselines: dict[str, float], references: list[str], gflops: dict[str, float]) -> dict[str, float]:
@@ -162,28 +168,25 @@ def schedule(budget_s: float, spent_s: float, costs: Costs, baselines: dict[str,
     options = [(s, refs) for refs in ([references] if keep_references else
                                       [references[:k] for k in range(len(references), 0, -1)])
                for s in ((0, 1, 2), (0, 1))]
+    def jobs(models, seeds):
+        return lambda e: final_jobs(models.values(), len(seeds), e, costs.final, costs.final_fixed)
+
     for seeds, refs in options:
         models = band_models(baselines, refs, costs.gflops)
-        fit = [e for e in range(FINAL_EPOCHS[0], FINAL_EPOCHS[1] + 1)
-               if makespan(final_jobs(models, len(seeds), e, costs), final_workers) <= FINAL_SHARE * left]
-        if fit:
-            final_e = fit[-1]
+        final_e = most_epochs(jobs(models, seeds), final_workers, FINAL_SHARE * left, *FINAL_EPOCHS)
+        if final_e is not None:
             break
     else:
-        seeds, refs = options[-1]
-        models = band_models(baselines, refs, costs.gflops)
-        final_e = max(1, max((e for e in range(1, FINAL_EPOCHS[0])
-                              if makespan(final_jobs(models, len(seeds), e, costs), final_workers)
-                              <= FINAL_SHARE * left), default=1))
+        final_e = most_epochs(jobs(models, seeds), final_workers, FINAL_SHARE * left, 1, FINAL_EPOCHS[0] - 1) or 1
         need = spent_s + WRAP_UP_S + BETWEEN_S[0] + BETWEEN_S[1] * len(refs) \
-            + makespan(final_jobs(models, 2, FINAL_EPOCHS[0], costs), final_workers) / FINAL_SHARE
+            + makespan(jobs(models, seeds)(FINAL_EPOCHS[0]), final_workers) / FINAL_SHARE
         notes.append(f"the budget is tight: {final_e} final epochs make a weak verdict (about {need / 60:.0f} min "
                      f"would allow {FINAL_EPOCHS[0]})")
     if refs != references:
         out = [r for r in references if r not in refs]
         notes.append(f"{', '.join(out)} left out: the budget searches and retrains under {', '.join(refs)}'s latency "
                      f"only, so no found design for {', '.join(out)} (given --references are kept)")
-    final_s = makespan(final_jobs(models, len(seeds), final_e, costs), final_workers)
+    final_s = makespan(jobs(models, seeds)(final_e), final_workers)
     trial = {r: lambda e, g=costs.gflops[r]: costs.proxy_fixed + e * costs.proxy(g) for r in refs}
     rerank_imgsz = min(imgsz, 2 * proxy_imgsz)  # at the proxy size itself a re-rank would repeat the search
     speedup = 1 + PARALLEL * (costs.cores / costs.search_threads - 1)
@@ -274,7 +277,7 @@ def make_plan(ctx, given, started: float):
     """Measure, choose, print and apply the plan to ``ctx.cfg`` (and the run's records); returns the deadline (the
     search context is then built anew with the planned settings). ``ctx`` is built at the planned proxy size."""
     from .config import final_workers
-    from .fsutil import atomic_write_text, atomic_write_yaml
+    from .fsutil import atomic_write_yaml
 
     cfg, proxy_imgsz = ctx.cfg, ctx.cfg.proxy_imgsz  # proxy_size(), set before this context was built
     cfg.trials, cfg.batch = 100_000, BATCH  # the time decides how many; workers are counted for that
@@ -289,12 +292,19 @@ def make_plan(ctx, given, started: float):
     cfg.validate()
     record = {**dataclasses.asdict(plan), "deadline": started + plan.budget_s, "costs": costs.probes,
               "final_line": [costs.final.a, costs.final.b], "final_fixed_s": costs.final_fixed}
-    ctx.study.set_user_attr("plan", record)
+    keep_record(ctx, record)
     ctx.study.set_user_attr("config", cfg.to_dict())  # what workers and a resume check against
-    atomic_write_text(ctx.run_dir / "plan" / "plan.json", json.dumps(record, indent=1) + "\n")
     atomic_write_yaml(ctx.run_dir / "args.yaml", cfg.to_dict())
     print("\n".join(f"ultranas: {line}" for line in plan.lines()), flush=True)
     return record["deadline"]
+
+
+def keep_record(ctx, record: dict) -> None:
+    """The plan (and, at the end, what each phase took) in the study and in ``plan/plan.json``."""
+    from .fsutil import atomic_write_text
+
+    ctx.study.set_user_attr("plan", record)
+    atomic_write_text(ctx.run_dir / "plan" / "plan.json", json.dumps(record, indent=1) + "\n")
 
 
 def final_epochs(ctx, gflops: list[float]) -> None:
@@ -307,9 +317,12 @@ def final_epochs(ctx, gflops: list[float]) -> None:
 
     cfg, line = ctx.cfg, Line(*plan["final_line"])
     left = deadline - time.time() - WRAP_UP_S
-    jobs = lambda e: [plan["final_fixed_s"] + e * line(g) for g in gflops for _ in cfg.final_seeds]  # noqa: E731
-    fit = [e for e in range(1, FINAL_EPOCHS[1] + 1) if makespan(jobs(e), final_workers(cfg)) <= left]
-    epochs = fit[-1] if fit else 1
+
+    def jobs(e: int) -> list[float]:
+        return final_jobs(gflops, len(cfg.final_seeds), e, line, plan["final_fixed_s"])
+
+    fit = most_epochs(jobs, final_workers(cfg), left, 1, FINAL_EPOCHS[1])
+    epochs = fit or 1
     if not fit:
         late = makespan(jobs(1), final_workers(cfg)) - left
         print(f"ultranas: final stage: the budget is spent; 1 epoch each, ending about {late / 60:.1f} min late",
@@ -318,10 +331,9 @@ def final_epochs(ctx, gflops: list[float]) -> None:
         print(f"ultranas: final stage: {epochs} epochs instead of the planned {cfg.final_epochs} fill the "
               f"{left / 60:.1f} min left of the budget", flush=True)
     if epochs != cfg.final_epochs:
-        cfg.final_epochs = epochs
         from .fsutil import atomic_write_yaml
 
-
+        cfg.final_epochs = epochs
         atomic_write_yaml(ctx.run_dir / "args.yaml", cfg.to_dict())
 
 
@@ -343,9 +355,6 @@ class Phases:
             return
         total = time.time() - self.started
         outcome = {"total_s": round(total, 1), **{f"{k}_s": round(v, 1) for k, v in self.spent.items()}}
-        ctx.study.set_user_attr("plan", {**plan, "outcome": outcome})
-        from .fsutil import atomic_write_text
-
-        atomic_write_text(ctx.run_dir / "plan" / "plan.json", json.dumps({**plan, "outcome": outcome}, indent=1) + "\n")
+        keep_record(ctx, {**plan, "outcome": outcome})
         parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in self.spent.items())
         print(f"ultranas: took {total / 60:.1f} min of the planned {plan['budget_s'] / 60:g} ({parts} min)", flush=True)
