@@ -79,6 +79,17 @@ def det_pt(tmp: Path) -> Path:
     return path
 
 
+def mutant_pt(tmp: Path) -> Path:
+    """A detection checkpoint of a design of the yolo space that is none of its points (yolo11n, narrower P4)."""
+    from ultranas.ultra import build_model
+
+    space = load_space("yolo")
+    g = {**space.complete(space.point("yolo11n")), "P4.width": 96}
+    path = tmp / "mutant.pt"
+    torch.save({"model": build_model(space.render(g, 2))}, path)
+    return path
+
+
 def cls_pt(tmp: Path) -> Path:
     from ultralytics.nn.tasks import ClassificationModel
 

@@ -15,6 +15,7 @@ from badinput import (
     dataset,
     det_pt,
     model_yaml,
+    mutant_pt,
     run_dir,
     snapshot,
     space_file,
@@ -148,6 +149,13 @@ CASES = {
                                             "scores by map or val_loss"),
     "inherited final weights without a supernet": (lambda t: ["search", "--final-init", "supernet"],
                                                    "needs --estimator supernet"),
+    # --pretrained: checkpoints of the space's points only, read without running code from them
+    "pretrained checkpoint missing": (lambda t: ["search", "--pretrained", t / "yolo11n.pt"], "checkpoint not found"),
+    "pretrained classification model": (lambda t: ["search", "--pretrained", cls_pt(t)], "not a detection model"),
+    "pretrained design that is no point": (lambda t: ["search", "--pretrained", mutant_pt(t)],
+                                           "none of its points (the nearest: yolo11n)"),
+    "pretrained with zero-cost proxies": (lambda t: ["search", "--estimator", "zero-cost", "--pretrained", det_pt(t)],
+                                          "--pretrained needs a training estimator"),
     # a setting nothing in the configuration reads is refused, not silently ignored
     "proxy epochs with zero-cost": (lambda t: ["search", "--estimator", "zero-cost", "--epochs", "9"],
                                     "--epochs is not read here: zero-cost proxies train nothing"),

@@ -101,6 +101,9 @@ def _search_args(p: argparse.ArgumentParser) -> None:
                    "designs' latencies are predicted from its per-layer table instead of measured")
     g.add_argument("--references", type=_csv(), default=d.references, help="baselines the search aims under and the final "
                    "stage compares with; found_<scale>.pt for each (default yolo11n,yolo11s: those the space has)")
+    g.add_argument("--pretrained", type=_csv(), default=None, help="your pretrained checkpoints of hand-designed "
+                   "points, e.g. yolo11n.pt,yolo26n.pt: every design inherits their weights where its layers "
+                   "correspond and is fine-tuned from them, the references from their own")
     g = p.add_argument_group("final stage and workers")
     g.add_argument("--final-epochs", type=int, default=d.final_epochs, help="epochs of each final retrain")
     g.add_argument("--final-init", default=d.final_init, choices=("scratch", "supernet"), help="final retrain "

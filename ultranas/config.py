@@ -62,6 +62,7 @@ class SearchConfig:
     latency_target: str = "onnxruntime-cpu"
     latency_lut: str | None = None  # a saved LatencyLUT JSON: its predictions replace latency measurements
     references: list[str] | None = None  # None: those of DEFAULT_REFERENCES that the space has
+    pretrained: list[str] | None = None  # checkpoints of points: designs inherit their weights (ultranas.inherit)
     final_epochs: int = 5
     final_init: str = "scratch"  # or "supernet": final retrains start from the supernet's inherited weights
     final_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -90,6 +91,17 @@ class SearchConfig:
 
             points = load_space(self.space).points
             self.references = [r for r in DEFAULT_REFERENCES if r in points] or list(points)[:1]
+        if self.pretrained is not None:
+            if isinstance(self.pretrained, (str, Path)):
+                self.pretrained = [self.pretrained]
+            if not isinstance(self.pretrained, (list, tuple)) or not self.pretrained \
+                    or not all(isinstance(p, (str, Path)) for p in self.pretrained):
+                raise UserError("--pretrained must name one or more checkpoint files, e.g. yolo11n.pt,yolo26n.pt")
+            self.pretrained = [str(p) for p in self.pretrained]
+            if self.estimator != "short-train" or self.strategy == "darts" or self.final_init != "scratch":
+                raise UserError(f"--pretrained needs a training estimator (short-train; here {self.estimator}) and "
+                                f"no DARTS or --final-init supernet: the supernet and zero-cost proxies score designs "
+                                "from weights of their own")
         for key in ("objectives", "references", "rungs"):
             value = getattr(self, key)
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):

@@ -26,6 +26,7 @@ from .data_profile import announce_profile, kept_points, points_first, scale_sui
 from .errors import Interrupted, RunFailed, UserError
 from .estimation import Pruned, SuccessiveHalving, make_estimator
 from .fsutil import RunLock, ask_lock, atomic_write_text, atomic_write_yaml
+from .inherit import Inheritance
 from .input_size import one_size_reason, scale_note, search_space, train_size
 from .objectives import Candidate, make_objectives
 from .plan import Phases, make_plan, proxy_size, wanted
@@ -98,6 +99,8 @@ class SearchContext:
                                         verbose=cfg.verbose, trainer=cfg.trainer, score=cfg.score,
                                         space=self.space, cache_dir=self.run_dir, anchor=self.anchor)
         self.estimator.keep_weights = int8 is not None
+        self.inherit = Inheritance(cfg.pretrained, self.space) if cfg.pretrained else None
+        self.estimator.inherit = self.inherit  # designs start from the user's pretrained weights
         self.halving = SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None
         self._candidates: dict[str, Candidate] = {}
         self.point_hashes = {self.space.design_hash(g, self.nc): name  # names every hand-designed design it meets

@@ -192,6 +192,9 @@ def _judge(ctx, p: dict, found_name: str, results, matches, int8_facts, no_signa
     }
     if flabel in int8_facts:
         nas_info["int8"] = int8_facts[flabel]
+    if "inherited" in results[flabel][0]:
+        nas_info.update(pretrained=list(cfg.pretrained), inherited=results[flabel][0]["inherited"],
+                        inherited_from=results[flabel][0]["inherited_from"])
     ultra.write_nas_checkpoint(results[flabel][0]["best"], out, nas_info)
     for line in lines:
         print(f"ultranas: {line}")
@@ -233,6 +236,8 @@ def _row(cfg, reference, model, role, cand, runs, lat, g, judged: Judged, verdic
                 "params": cand.info["params"], "gflops": round(cand.info["gflops"], 3), "imgsz": cand.imgsz,
                 "proxy_imgsz": cand.proxy_imgsz, "final_epochs": cfg.final_epochs,
                 "train_s": round(sum(r["train_s"] for r in runs), 1), "verdict": verdict})
+    if "inherited" in runs[0]:  # fine-tuned from --pretrained checkpoints
+        row.update(inherited=runs[0]["inherited"], inherited_from=runs[0]["inherited_from"])
     if int8:
         row.update({"int8_map50_95_mean": round(int8["map50_95"]["mean"], 4), "int8_drop": round(int8["drop_mean"], 4),
                     "int8_latency_ms": round(int8["latency_ms"], 3)})

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from . import ultra
 from .bootstrap import ImageMatches
 from .config import final_workers
-from .data import _label_dir, list_images, load_data_yaml
+from .data import _label_dir, class_names, list_images, load_data_yaml
 from .estimation import compressed_schedule
 from .fsutil import atomic_write_text
 from .progress import Ticker, final_status
@@ -41,11 +41,16 @@ def _train_final(job: dict) -> dict:
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
     t0 = time.time()
-    metrics, best = ultra.train(job["yaml"], job["data"], job["project"], job["name"], verbose=job["verbose"],
-                                **job["args"])
+    try:
+        metrics, best = ultra.train(job["yaml"], job["data"], job["project"], job["name"], verbose=job["verbose"],
+                                    **job["args"])
+    finally:
+        if job.get("inherited"):  # the per-seed starting weights from --pretrained: not kept
+            Path(job["args"]["pretrained"]).unlink(missing_ok=True)
     train_s = round(time.time() - t0, 1)
     judged = _validate(best, job["verdict"], job["args"]["imgsz"], job["args"]["batch"], job["args"]["device"])
-    return {**metrics, "trainer_map": metrics["map"], **judged, "best": str(best), "train_s": train_s}
+    return {**metrics, "trainer_map": metrics["map"], **judged, "best": str(best), "train_s": train_s,
+            **job.get("inherited", {})}
 
 
 class FinalCache:
@@ -94,23 +99,36 @@ def train_all(ctx, designs: dict[str, tuple], need_weights: set[str]) -> dict[st
     cache = FinalCache(ctx.study, cfg.final_cache)
     ident = data_id(ctx.judge_data)
     jobs, results = [], {label: [None] * len(cfg.final_seeds) for label in designs}
+    names = list(class_names(ctx.full_data).values())
     for label, (cand, g) in designs.items():
         yaml_path = ctx.run_dir / "final" / f"{label}.yaml"
         atomic_write_text(yaml_path, ctx.space.to_yaml(g, ctx.nc))
-        init = _inherited(ctx, label, cand) if cfg.final_init == "supernet" else None
+        init, origin, inherit = None, "", getattr(ctx, "inherit", None)
+        if cfg.final_init == "supernet":
+            init, origin = _inherited(ctx, label, cand), f"|init:{ctx.run_dir}"
+        elif inherit is not None:  # fine-tuned from the user's checkpoints: each point from its own
+            origin = f"|pretrained:{inherit.ident}"
         for i, seed in enumerate(cfg.final_seeds):
             key = (f"final:{KEY_VERSION}|{cfg.data}|{ident}|{cand.design_hash}|{cand.imgsz}|e{cfg.final_epochs}"
-                   f"|b{cfg.batch}|f{cfg.fraction}|s{seed}" + (f"|init:{ctx.run_dir}" if init else ""))
+                   f"|b{cfg.batch}|f{cfg.fraction}|s{seed}" + origin)
             if (hit := cache.get(key, label in need_weights)) is not None:
                 results[label][i] = hit
                 continue
             args = dict(compressed_schedule(cfg.final_epochs, cfg.batch), imgsz=cand.imgsz, batch=cfg.batch,
                         device=cfg.device, seed=seed, deterministic=False, fraction=cfg.fraction)
+            inherited = {}
+            if inherit is not None:  # written per seed: what is not inherited starts as that seed's would
+                init, inherited = inherit.checkpoint(cand.model_dict, g, names, ctx.run_dir / "final" /
+                                                     f"{label}.s{seed}.inherited.pt", seed)
+                if not any(job[1] == label for job in jobs):
+                    print(f"ultranas: final {label} starts from {inherited['inherited']:.0%} of its parameters "
+                          f"inherited from {inherited['inherited_from']}", flush=True)
             if init:
                 args["pretrained"] = str(init)  # Ultralytics loads it into the model built from the YAML
             name = f"{label}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"  # another budget: its own folder
             jobs.append(({"yaml": str(yaml_path), "data": str(ctx.full_data), "verdict": str(ctx.judge_data),
-                          "project": str(ctx.run_dir / "final"), "name": name, "verbose": cfg.verbose, "args": args},
+                          "project": str(ctx.run_dir / "final"), "name": name, "verbose": cfg.verbose, "args": args,
+                          "inherited": inherited},
                          label, i, key))
     workers = final_workers(cfg)
     if jobs:

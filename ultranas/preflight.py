@@ -45,6 +45,13 @@ def preflight(cfg: SearchConfig) -> None:
                             "that target and size (LatencyLUT(target, imgsz).calibrate(...).save(path))")
     for name in [cfg.latency_le] * bool(cfg.latency_le) + cfg.references:
         space.point(name)  # a typo fails here, not after the search
+    if cfg.pretrained:
+        from .inherit import Inheritance
+
+        inherit = Inheritance(cfg.pretrained, space)  # not a checkpoint, not a detection model, not a point: one line
+        if others := inherit.without_own(cfg.references):
+            print(f"ultranas: --pretrained has no checkpoint of {', '.join(others)}: fine-tuned from what "
+                  f"{'it inherits' if len(others) == 1 else 'they inherit'} from {inherit.describe()}", flush=True)
     if cfg.storage:
         from .rundir import check_storage_url
 

@@ -24,6 +24,7 @@ def leaderboard_rows(study: optuna.Study, objective_names: list[str]) -> list[di
                     "params": info.get("params"), "gflops": info.get("gflops"),
                     **{k: info.get(k) for k in ("imgsz", "proxy_imgsz", "build_s", "latency_s")},
                     **{k: metrics.get(k) for k in ("data_s", "train_s", "val_s")}, "time_s": t.user_attrs.get("time_s"),
+                    **{k: metrics[k] for k in ("inherited", "inherited_from") if k in metrics},
                     "duplicate_of": t.user_attrs.get("duplicate_of", ""), "failure": t.user_attrs.get("failure", "")})
         rows.append(row)
     rows.sort(key=lambda r: (r["state"] != "COMPLETE", -(r["score"] if r["score"] is not None else -1e9)))

@@ -55,7 +55,7 @@ def rerank(ctx) -> list[int]:
                                epochs=setting["epochs"], imgsz=setting["imgsz"], batch=cfg.batch, device=cfg.device,
                                seeds=tuple(cfg.seeds), fraction=cfg.fraction, single_cls=cfg.single_cls,
                                verbose=cfg.verbose, trainer=cfg.trainer, score="map")  # each at its own size
-    estimator.tag = "rerank-"
+    estimator.tag, estimator.inherit = "rerank-", ctx.inherit
     scaled = " x each design's input scale" if len(ctx.space.deploy_sizes(cfg.imgsz)) > 1 else ""
     print(f"ultranas: re-ranking {len(todo)} design(s) at {setting['imgsz']} px{scaled}, {setting['epochs']} epochs",
           flush=True)

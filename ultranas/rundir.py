@@ -18,7 +18,7 @@ from .safe_yaml import read_text, safe_load
 # settings that define what a trial's numbers mean: a study made with others must not be joined or resumed with these
 DEFINING = ("data", "space", "objectives", "focus", "band_floor", "estimator", "trainer", "score", "proxy", "epochs", "imgsz", "input_scales",
             "proxy_imgsz", "batch", "fraction", "select_on", "judge_on", "select_share", "single_cls", "seeds", "halving", "rungs", "eta", "max_latency",
-            "max_params", "max_gflops", "latency_le", "latency_target", "latency_lut", "references")
+            "max_params", "max_gflops", "latency_le", "latency_target", "latency_lut", "references", "pretrained")
 
 
 def absolute_paths(cfg: SearchConfig) -> SearchConfig:
@@ -33,6 +33,8 @@ def absolute_paths(cfg: SearchConfig) -> SearchConfig:
     for key in ("project", "calibration", "final_cache", "coco128", "latency_lut"):
         if getattr(cfg, key):
             setattr(cfg, key, str(Path(getattr(cfg, key)).expanduser().resolve()))
+    if cfg.pretrained:
+        cfg.pretrained = [str(Path(p).expanduser().resolve()) for p in cfg.pretrained]
     if cfg.storage and cfg.storage.startswith("sqlite:///") and not cfg.storage.startswith("sqlite:////"):
         cfg.storage = "sqlite:///" + str(Path(cfg.storage.removeprefix("sqlite:///")).resolve())
     return cfg

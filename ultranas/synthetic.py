@@ -14,6 +14,8 @@ import numpy as np
 import yaml
 
 SHAPES = ("circle", "square", "triangle")
+COLOURS = {"red": (60, 60, 230), "green": (60, 200, 60), "blue": (230, 90, 40), "yellow": (40, 220, 230),
+           "magenta": (220, 60, 220), "cyan": (230, 220, 40), "white": (235, 235, 235), "orange": (30, 140, 250)}  # BGR
 DEFAULT_RADIUS = (0.08, 0.2)  # half an object's side as a share of the image side (object_size / 2)
 
 
@@ -50,7 +52,7 @@ def _clutter(rng: np.random.Generator, img: np.ndarray, n: int, radius: tuple[fl
 
 
 def _image(rng: np.random.Generator, size: int, max_objects: int, radius: tuple[float, float] = DEFAULT_RADIUS,
-           clutter: int = 0):
+           clutter: int = 0, colours: int = 1):
     img = _background(rng, size)
     if clutter:
         _clutter(rng, img, int(rng.integers(0, clutter + 1)), radius)
@@ -65,9 +67,13 @@ def _image(rng: np.random.Generator, size: int, max_objects: int, radius: tuple[
                 break
         else:
             continue
-        cls = int(rng.integers(len(SHAPES)))
-        color = tuple(int(c) for c in rng.integers(150, 256, size=3))
-        _draw(img, SHAPES[cls], cx, cy, r, color)
+        cls = int(rng.integers(len(SHAPES) * colours))
+        if colours > 1:  # a class is a shape in a colour family
+            base = np.array(list(COLOURS.values())[cls // len(SHAPES)])
+            color = tuple(int(c) for c in np.clip(base + rng.integers(-25, 26, size=3), 0, 255))
+        else:
+            color = tuple(int(c) for c in rng.integers(150, 256, size=3))
+        _draw(img, SHAPES[cls % len(SHAPES)], cx, cy, r, color)
         boxes.append(box)
         labels.append(f"{cls} {cx / size:.6f} {cy / size:.6f} {2 * r / size:.6f} {2 * r / size:.6f}")
     return img, labels
@@ -75,11 +81,14 @@ def _image(rng: np.random.Generator, size: int, max_objects: int, radius: tuple[
 
 def make_synthetic(out: str | Path, n_train: int = 96, n_val: int = 32, imgsz: int = 128, seed: int = 0,
                    max_objects: int = 3, n_test: int = 0, object_size: tuple[float, float] = (0.16, 0.4),
-                   clutter: int = 0) -> Path:
+                   clutter: int = 0, colours: int = 1) -> Path:
     """Write the set under ``out`` (images/, labels/, data.yaml; a ``test`` split too when ``n_test`` > 0) and
     return the data YAML path. ``object_size``: the range of an object's side as a share of the image side (the
     default: large objects; ``(0.02, 0.06)`` at 256 px gives 5-15 px objects); ``clutter``: up to this many
-    unlabelled distractors (rings, crosses) of the same sizes and colours per image."""
+    unlabelled distractors (rings, crosses) of the same sizes and colours per image; ``colours`` > 1 (up to 8): a
+    class is a shape in one of that many colour families ("red circle"), ``3 * colours`` classes."""
+    if not 1 <= colours <= len(COLOURS):
+        raise ValueError(f"colours must be 1 to {len(COLOURS)}, got {colours}")
     if not 0 < object_size[0] <= object_size[1] <= 0.5:
         raise ValueError(f"object_size must be 0 < low <= high <= 0.5, got {object_size}")
     radius = (object_size[0] / 2, object_size[1] / 2)
@@ -91,11 +100,12 @@ def make_synthetic(out: str | Path, n_train: int = 96, n_val: int = 32, imgsz: i
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         for i in range(n):
-            img, labels = _image(rng, imgsz, max_objects, radius, clutter)
+            img, labels = _image(rng, imgsz, max_objects, radius, clutter, colours)
             cv2.imwrite(str(out / "images" / split / f"{i:05d}.png"), img)
             (out / "labels" / split / f"{i:05d}.txt").write_text("\n".join(labels) + "\n")
     data = {"path": str(out.resolve()), "train": "images/train", "val": "images/val",
-            **({"test": "images/test"} if n_test else {}), "names": dict(enumerate(SHAPES))}
+            **({"test": "images/test"} if n_test else {}), "names": dict(enumerate(
+                SHAPES if colours == 1 else [f"{c} {s}" for c in list(COLOURS)[:colours] for s in SHAPES]))}
     path = out / "data.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -46,6 +46,7 @@ class TrainingEstimator(Estimator):
     """
 
     keep_weights: bool = False  # return the trained model's checkpoint as ``weights`` (for the int8_drop objective)
+    inherit = None  # an ``ultranas.inherit.Inheritance``: designs start from the user's pretrained weights
 
     def __init__(self, data, epochs: int = 10, imgsz: int | None = None, batch: int = 16, device: str = "cpu",
                  fraction: float = 1.0, single_cls: bool = False, seeds: tuple[int, ...] = (0,),

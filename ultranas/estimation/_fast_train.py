@@ -135,9 +135,11 @@ class FastTrainer:
                                          single_cls=self.data.single_cls)
 
     # -- setup --------------------------------------------------------------------------------------------------
-    def _build(self, model_dict: dict) -> _Run:
+    def _build(self, model_dict: dict, init: Callable[[nn.Module], None] | None = None) -> _Run:
         with seeded(self.seed, self.device):
             model = ultra.build_model(model_dict, nc=self.data.nc)
+        if init is not None:
+            init(model)  # e.g. weights inherited from a pretrained checkpoint
         model = ultra.prepare_for_training(model, self.data.nc, self.data.names, self.hyp).to(self.device).train()
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
@@ -198,8 +200,9 @@ class FastTrainer:
                     run.failed = f"non-finite training loss in epoch {epoch + 1} (diverged)"
             run.loss_sum = None
 
-    def train(self, model_dicts: list[dict]) -> list[dict]:
+    def train(self, model_dicts: list[dict], inits: list | None = None) -> list[dict]:
         """Train every design in ``model_dicts`` on the same batches; one result dict per design, in order.
+        ``inits``: per design, ``None`` or a function that sets the built model's starting weights.
 
         Each dict: ``map``, ``map50``, ``precision``, ``recall`` (Ultralytics' validator on the EMA model),
         ``train_loss`` (mean training loss of the last epoch), ``val_loss`` (the EMA model's loss on the val split),
@@ -213,7 +216,7 @@ class FastTrainer:
         cuda = self.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
-        runs = [self._build(md) for md in model_dicts]
+        runs = [self._build(md, init) for md, init in zip(model_dicts, inits or [None] * len(model_dicts), strict=True)]
         t0 = time.perf_counter()
         at_init = [self.val_loss(run.ema.ema) for run in runs]  # the same for every design of one head type
         init_s = (time.perf_counter() - t0) / len(runs)
@@ -352,13 +355,16 @@ class FastTrainEstimator(TrainingEstimator):
         if len(sizes) != 1:
             raise ValueError(f"candidates trained together need one image size, got {sorted(sizes)}")
         imgsz = sizes.pop()
-        per_seed, self.data_s = [], 0.0
+        per_seed, self.data_s, inherited = [], 0.0, [{} for _ in candidates]
+        names = list(self.dataset(imgsz).names.values())
+        inits = [self.inherit.initializer(c.genotype, names, facts) for c, facts in zip(candidates, inherited)] \
+            if self.inherit else None
         for seed in self.seeds:
             trainer = FastTrainer(self.dataset(imgsz), imgsz, epochs, self.batch, self.device, seed,
                                   verbose=self.verbose, val_data=self.dataset(imgsz, "val"),
                                   on_epoch=_progress(candidates, epochs * len(self.seeds), epochs * len(per_seed)),
                                   **self.trainer_kwargs)
-            results = trainer.train([c.model_dict for c in candidates])
+            results = trainer.train([c.model_dict for c in candidates], inits)
             for c, r in zip(candidates, results, strict=True):
                 if "failed" in r:
                     raise FloatingPointError(f"design {c.design_hash}: {r['failed']}")
@@ -368,11 +374,12 @@ class FastTrainEstimator(TrainingEstimator):
             mean = {m: sum(runs[k][m] for runs in per_seed) / len(per_seed) for m in METRICS}
             spent = {key: round(sum(runs[k][key] for runs in per_seed), 2) for key in ("train_s", "val_s")}
             out.append({"score": signed_score(mean, self.score), **mean, "epochs": epochs, "seeds": len(self.seeds),
-                        "imgsz": imgsz, **spent, "data_s": round(self.data_s / len(candidates), 2)})
+                        "imgsz": imgsz, **spent, "data_s": round(self.data_s / len(candidates), 2), **inherited[k]})
             if self.keep_weights:  # the last seed's EMA model, as validated
                 cand.workdir.mkdir(parents=True, exist_ok=True)
                 out[-1]["weights"] = str(ultra.save_trained(trainer.trained[k], cand.workdir / "proxy.pt"))
         return out
+
 
 
 def _progress(candidates: list[Candidate], total: int, before: int) -> Callable[[int], None] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import ultra
+from ..data import class_names
 from ..objectives._base import Candidate
 from ._base import TrainingEstimator
 
@@ -48,15 +49,23 @@ class ShortTrainEstimator(TrainingEstimator):
         epochs = self.epochs_at(fidelity)
         imgsz = self.imgsz or candidate.proxy_imgsz
         model_yaml = candidate.workdir / "model.yaml"
-        runs = []
+        runs, inherited = [], {}
+        names = ["item"] if self.single_cls else list(class_names(self.data).values())  # as Ultralytics trains
         for seed in self.seeds:
             args = dict(compressed_schedule(epochs, self.batch), imgsz=imgsz, batch=self.batch, device=self.device,
                         fraction=self.fraction, single_cls=self.single_cls, seed=seed, deterministic=False)
             args.update(self.train_overrides)
-            metrics, best = ultra.train(model_yaml, self.data, candidate.workdir, f"{self.tag}e{epochs}-s{seed}",
-                                     verbose=self.verbose, **args)
+            init = candidate.workdir / f"{self.tag}inherited-s{seed}.pt"
+            if self.inherit is not None:  # the design's weights inherited from the user's checkpoints, fine-tuned
+                _, inherited = self.inherit.checkpoint(candidate.model_dict, candidate.genotype, names, init, seed)
+                args["pretrained"] = str(init)
+            try:
+                metrics, best = ultra.train(model_yaml, self.data, candidate.workdir, f"{self.tag}e{epochs}-s{seed}",
+                                            verbose=self.verbose, **args)
+            finally:
+                init.unlink(missing_ok=True)
             runs.append(metrics)
         spent = {k: round(sum(r.pop(k) for r in runs), 2) for k in ("data_s", "train_s", "val_s")}
         mean = {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}
         return {"score": mean["map"], **mean, "epochs": epochs, "seeds": len(self.seeds), "imgsz": imgsz, **spent,
-                "weights": str(best)}  # the last seed's
+                "weights": str(best), **inherited}  # the last seed's

@@ -55,9 +55,11 @@ def _dim(args: tuple, kwargs: dict, pos: int) -> int:
 class _Tracer(TorchFunctionMode):
     """One traced forward: fills ``slices`` (tensor name -> per-dim indices) and ``cut`` (conv name -> parts)."""
 
-    def __init__(self, names: dict[int, str], super_shapes: dict[str, tuple], parts: dict[str, int], strict: bool):
+    def __init__(self, names: dict[int, str], super_shapes: dict[str, tuple], parts: dict[str, int], strict: bool,
+                 grow: dict[str, int] | None = None):
         super().__init__()
         self.names, self.super_shapes, self.parts, self.strict = names, super_shapes, parts, strict
+        self.grow = grow  # given: a convolution reading more supernet channels than its weight notes how many
         self.layouts: dict[int, tuple[torch.Tensor, _Layout]] = {}
         self.slices: dict[str, list] = {}
         self.cut: dict[str, int] = {}
@@ -98,7 +100,9 @@ class _Tracer(TorchFunctionMode):
         in_idx = lay.idx if lay is not None else torch.arange(c_in)
         if groups == 1:
             if lay is not None and lay.size > big[1]:  # fewer: a shallower stage reads fewer concatenated parts
-                raise NotShareable(f"{name}: reads {lay.size} supernet channels, its supernet weight {big[1]}")
+                if self.grow is None:
+                    raise NotShareable(f"{name}: reads {lay.size} supernet channels, its supernet weight {big[1]}")
+                self.grow[name] = max(self.grow.get(name, 0), lay.size)
             out_idx, origins = _first(k, big[0], self.parts.get(name, 1)), frozenset([name])
             self.assign(weight, [out_idx, in_idx, None, None])
         elif groups == c_in == k and weight.shape[1] == 1:  # depthwise: channel i reads channel i
@@ -173,13 +177,19 @@ def named_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def trace_slices(sub: torch.nn.Module, super_shapes: dict[str, tuple], imgsz: int = 32) -> dict[str, list]:
+def trace_slices(sub: torch.nn.Module, super_shapes: dict[str, tuple], imgsz: int = 32,
+                 grow: dict[str, int] | None = None, reset: dict[int, int] | None = None) -> dict[str, list]:
     """Per-dimension indices (``None``: all) of every tensor of ``sub`` into the supernet tensor it is cut from.
 
     Args:
         sub: the subnet, an Ultralytics ``DetectionModel``.
         super_shapes: shape of the supernet tensor for each of ``sub``'s tensor names.
         imgsz: probe image side (a multiple of the largest stride).
+        grow: given (a dict), nothing is returned: it receives, for each convolution that reads more supernet
+            channels than its supernet weight has inputs, how many it reads (to widen ``super_shapes`` and trace
+            again).
+        reset: layer index -> width: that layer's output is laid out as the first channels of that many (its own
+            layout inside is not followed out of it).
 
     Raises:
         NotShareable: where no consistent layout exists.
@@ -187,20 +197,34 @@ def trace_slices(sub: torch.nn.Module, super_shapes: dict[str, tuple], imgsz: in
     tensors = named_tensors(sub)
     names = {id(t): n for n, t in tensors.items()}
     probe = torch.zeros(1, 3, imgsz, imgsz, device=next(sub.parameters()).device)
-    was_training, parts = sub.training, {}
+    was_training, parts, current = sub.training, {}, []
+
+    def restart(i: int):
+        def hook(_module, _inputs, out):
+            width = reset[i]
+            current[-1].put(out, _Layout(torch.arange(out.shape[1]), width, frozenset()))
+        return hook
+
+    hooks = [sub.model[i].register_forward_hook(restart(i)) for i in reset or {}]
     sub.eval()
     try:
         for _ in range(6):  # find which outputs must be laid out in parts (cut later, or added to parted ones)
-            with _Tracer(names, super_shapes, parts, strict=False) as tracer:
+            with _Tracer(names, super_shapes, parts, strict=False, grow=grow) as tracer:
+                current.append(tracer)
                 sub(probe)
             found = {**parts, **{k: max(v, parts.get(k, 1)) for k, v in tracer.cut.items()}}
             if found == parts:
                 break
             parts = found
+        if grow is not None:
+            return {}
         with _Tracer(names, super_shapes, parts, strict=True) as tracer:  # then one pass that must be consistent
+            current.append(tracer)
             sub(probe)
     finally:
         sub.train(was_training)
+        for h in hooks:
+            h.remove()
     out = {}
     for name, t in tensors.items():
         idx, big = tracer.slices.get(name), tuple(super_shapes[name])

@@ -36,6 +36,16 @@ SHARED_HEAD = ("cv2.", "one2one_cv2.", "dfl.")  # box branch and DFL: the same m
 V11_HEAD_BLOCKS = {"C3k2", "A2C2f", "C2fCIB"}  # Ultralytics builds the v11 Detect head when a model has one of them
 
 
+def rendered_roles(space: SearchSpace, g: dict, nc: int) -> tuple[dict, list[str]]:
+    """The design's model dict and each layer's role (``P3.block:C3k2``, ``detect:e2e``; ``-v8`` added to the head's
+    role where Ultralytics builds the legacy head layout): layers with one role hold the same kind of weights."""
+    roles: list[str] = []
+    model_dict = render_rows(space.spec, g, nc, roles)
+    if not any(row[2] in V11_HEAD_BLOCKS for row in model_dict["backbone"] + model_dict["head"]):
+        roles[-1] += "-v8"  # the legacy Detect head: other modules than the v11 one
+    return model_dict, roles
+
+
 def _key(role: str) -> str:
     return role.replace(".", "_")  # a module name may not hold dots
 
@@ -111,11 +121,7 @@ class Supernet(nn.Module):
 
     # -- building -----------------------------------------------------------------------------------------------
     def _render(self, g: dict) -> tuple[dict, list[str]]:
-        roles: list[str] = []
-        model_dict = render_rows(self.space.spec, g, self.nc, roles)
-        if not any(row[2] in V11_HEAD_BLOCKS for row in model_dict["backbone"] + model_dict["head"]):
-            roles[-1] += "-v8"  # the legacy Detect head: other modules than the v11 one
-        return model_dict, roles
+        return rendered_roles(self.space, g, self.nc)
 
     def _adopt(self, g: dict) -> None:
         """Add the layers of ``g`` (widest form) that the store lacks."""
