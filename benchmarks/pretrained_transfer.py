@@ -18,6 +18,7 @@ Stages resume from what is in ``--work``; the JSON goes to ``benchmarks/results/
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -189,14 +190,14 @@ def search(a, work: Path) -> dict:
     cmd = [sys.executable, "-m", "ultranas", "search", "--data", a.data, "--imgsz", str(a.imgsz), "--time-limit",
            str(a.time_limit), "--pretrained", pretrained, "--references", "yolo11n", "--project", str(run),
            "--name", "exp"]
-    results = run / "exp" / "final" / "results.json"
+    results = run / "exp" / "comparison.csv"
     t0 = time.time()
     if not results.is_file():
         resume = (run / "exp").is_dir()
         subprocess.run([sys.executable, "-m", "ultranas", "search", "--resume", str(run / "exp")] if resume else cmd,
                        check=True)
     return {"command": " ".join(cmd[2:]), "wall_s": round(time.time() - t0),
-            "results": json.loads(results.read_text()) if results.is_file() else None}
+            "comparison": list(csv.DictReader(results.open())) if results.is_file() else None}
 
 
 def cpu_name() -> str:

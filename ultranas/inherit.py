@@ -156,35 +156,71 @@ def _widths(model: torch.nn.Module) -> list[int]:
     return [w for _, w in sorted(out)]
 
 
-def _restarts(roles: list[str], widths: list[int], other: dict[str, tuple[str, int]]) -> dict[int, int]:
-    """Layers whose block differs from the other model's at the same place (or that it lacks): their outputs are
-    laid out as the first channels of the wider of the two, so that what follows lines up position by position."""
-    out = {}
-    for i, role in enumerate(roles[:-1]):  # not the head
-        place = role.split(":")[0]
-        if place in ("up", "cat"):
+def _inputs(model: torch.nn.Module, roles: list[str], i: int) -> list[int]:
+    """The layers whose outputs layer ``i`` reads, through upsampling and concatenation."""
+    f = model.model[i].f
+    out = []
+    for j in f if isinstance(f, list) else [f]:
+        j = i - 1 if j == -1 else j
+        out += _inputs(model, roles, j) if roles[j] in ("up", "cat") else [j]
+    return out
+
+
+def _slots(model: torch.nn.Module, roles: list[str], levels: list[int]) -> dict[int, set]:
+    """Layer -> the places its output is read at: (the layer reading it, which input), the head by level."""
+    out: dict[int, set] = {}
+    for i, role in enumerate(roles):
+        if role in ("up", "cat"):
             continue
-        theirs = other.get(place)
-        if theirs is None or theirs[0] != role:
-            out[i] = max(widths[i], theirs[1] if theirs else 0)
+        reader = "detect" if role.startswith("detect:") else role.split(":")[0]
+        for k, j in enumerate(_inputs(model, roles, i)):
+            out.setdefault(j, set()).add((reader, levels[k] if reader == "detect" else k))
+    return out
+
+
+def _restarts(sides: dict) -> dict[str, dict[int, int]]:
+    """Per side, the layers whose output is laid out anew as the first channels of a common width: a layer whose
+    block differs from the other model's at the same place (or that the other lacks), and a layer read where the
+    other model reads a wider one (a place one side lacks: attention, the P2 path's downsampling), so that every
+    reader sees its inputs at the same offsets in both models."""
+    own = {}  # side -> layer -> the width its place has in both models
+    for side, other in (("mine", "theirs"), ("theirs", "mine")):
+        roles, widths = sides[side]["roles"], sides[side]["widths"]
+        there = {r.split(":")[0]: (r, w) for r, w in zip(sides[other]["roles"], sides[other]["widths"])}
+        own[side] = {i: (max(widths[i], there.get(r.split(":")[0], ("", 0))[1]),
+                         there.get(r.split(":")[0], ("",))[0] == r)
+                     for i, r in enumerate(roles[:-1]) if r not in ("up", "cat")}
+    slot_width: dict = {}
+    for side in own:
+        for i, places in sides[side]["slots"].items():
+            for place in places if i in own[side] else ():
+                slot_width[place] = max(slot_width.get(place, 0), own[side][i][0])
+    out = {}
+    for side in own:
+        out[side] = {}
+        for i, (width, matched) in own[side].items():
+            wide = max([width] + [slot_width[p] for p in sides[side]["slots"].get(i, ())])
+            if not matched or wide != width:
+                out[side][i] = wide
     return out
 
 
 @torch.no_grad()
-def transfer(model: torch.nn.Module, keys: dict[str, tuple], roles: list[str], source: Source, names: list[str]) -> int:
-    """Copy into ``model`` (built from a design whose tensor keys and layer roles are ``keys``, ``roles``, for data
-    with class ``names``) what corresponds in ``source``; returns the number of parameter elements copied."""
+def transfer(model: torch.nn.Module, design: dict, keys: dict[str, tuple], roles: list[str], source: Source,
+             names: list[str]) -> int:
+    """Copy into ``model`` (built from ``design``, whose tensor keys and layer roles are ``keys``, ``roles``, for
+    data with class ``names``) what corresponds in ``source``; returns the number of parameter elements copied."""
     from .supernet._layout import NotShareable, trace_slices
 
     mine, theirs = _named(model), _named(source.model)
     by_key = {k: n for n, k in source.keys.items()}
     shared = {n: by_key[k] for n, k in keys.items() if k in by_key and mine[n].ndim == theirs[by_key[k]].ndim}
     back = {s: n for n, s in shared.items()}
-    widths = {"mine": _widths(model), "theirs": _widths(source.model)}
-    places = {side: {r.split(":")[0]: (r, w) for r, w in zip(rs, widths[side])}
-              for side, rs in (("mine", roles), ("theirs", source.roles))}
-    reset = {"mine": _restarts(roles, widths["mine"], places["theirs"]),
-             "theirs": _restarts(source.roles, widths["theirs"], places["mine"])}
+    sides = {"mine": {"roles": roles, "widths": _widths(model), "net": model},
+             "theirs": {"roles": source.roles, "widths": _widths(source.model), "net": source.model}}
+    for side, g in (("mine", design), ("theirs", source.genotype)):
+        sides[side]["slots"] = _slots(sides[side]["net"], sides[side]["roles"], _levels(g))
+    reset = _restarts(sides)
     virtual = {n: [max(a, b) for a, b in zip(mine[n].shape, theirs[s].shape)] for n, s in shared.items()}
     own = {("mine", n): list(t.shape) for n, t in mine.items() if n not in shared}
     own |= {("theirs", n): list(t.shape) for n, t in theirs.items() if n not in back}
@@ -205,13 +241,15 @@ def transfer(model: torch.nn.Module, keys: dict[str, tuple], roles: list[str], s
         theirs_idx = trace_slices(source.model, shapes("theirs", theirs, source.model), reset=reset["theirs"])
     except NotShareable:
         mine_idx = None
+        fed = {side: {str(i): [v["widths"][j] for j in _inputs(v["net"], v["roles"], i)] if i else [3]
+                      for i in range(len(v["roles"]))} for side, v in sides.items()}
     params, copied = {n for n, _ in model.named_parameters()}, 0
     for n, s in shared.items():
         dst, src = mine[n], theirs[s]
         if names != source.names and _CLASSES.match(keys[n][1]):
             continue  # other classes: the class outputs keep their own initialisation
-        if mine_idx is None:  # no consistent layout: tensors of the same shape only
-            if dst.shape != src.shape:
+        if mine_idx is None:  # no consistent layout: tensors of the same shape, in layers fed as in the checkpoint
+            if dst.shape != src.shape or fed["mine"][n.split(".")[1]] != fed["theirs"][s.split(".")[1]]:
                 continue
             dst.copy_(src)
             count = dst.numel()
@@ -255,14 +293,14 @@ class Inheritance:
         fresh = {n: t.detach().clone() for n, t in _named(model).items()} if len(self.sources) > 1 else {}
         best = None
         for src in self.sources:
-            copied = transfer(model, keys, roles, src, names)
+            copied = transfer(model, g, keys, roles, src, names)
             if best is None or copied > best[0]:
                 best = (copied, src)
             with torch.no_grad():  # the next checkpoint starts from the design's own initialisation again
                 for n, t in _named(model).items() if fresh else ():
                     t.copy_(fresh[n])
         if fresh:
-            transfer(model, keys, roles, best[1], names)
+            transfer(model, g, keys, roles, best[1], names)
         return {"inherited_from": best[1].point, "inherited": round(best[0] / ultra.count_params(model), 4)}
 
     def initializer(self, g: dict, names: list[str], facts: dict):
