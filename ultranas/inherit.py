@@ -45,14 +45,14 @@ def _levels(g: dict) -> list[int]:
     return list(range(int(lo), int(hi) + 1))
 
 
-def tensor_keys(space, g: dict, nc: int) -> tuple[dict, dict[str, tuple], list[str]]:
+def tensor_keys(space, g: dict, nc: int, model=None) -> tuple[dict, dict[str, tuple], list[str]]:
     """The design's model dict; for each of its tensors the key of the weights it holds: (layer role, name in the
     layer), the head's branches named by pyramid level; and each layer's role (``P4.block:C3k2``, ``up``)."""
     from .supernet._supernet import rendered_roles
 
     g = space.complete(g)
     model_dict, roles = rendered_roles(space, g, nc)
-    model = ultra.build_model(model_dict, nc=nc)
+    model = ultra.build_model(model_dict, nc=nc) if model is None else model  # the design's, if built already
     levels, keys = _levels(g), {}
     for name in _named(model):
         _, layer, rest = name.split(".", 2)
@@ -85,6 +85,8 @@ class Source:
     model: torch.nn.Module
     keys: dict[str, tuple]  # tensor name -> key
     roles: list[str]  # each layer's role
+    widths: list[int]  # each layer's output channels
+    slots: dict[int, set]  # where each layer's output is read (:func:`_slots`)
 
 
 def load_source(path: str | Path, space) -> Source:
@@ -119,7 +121,7 @@ def load_source(path: str | Path, space) -> Source:
         raise UserError(f"{where}: its weights do not fit point {point} of space {space.name}: "
                         f"{str(e).splitlines()[0][:160]}") from None
     names = list(held.names.values()) if isinstance(held.names, dict) else list(held.names)
-    return Source(path, point, g, names, model.eval(), keys, roles)
+    return Source(path, point, g, names, model.eval(), keys, roles, _widths(model), _slots(model, roles, _levels(g)))
 
 
 def _nearest(space, held: torch.nn.Module, nc: int, g: dict | None = None) -> str:
@@ -217,9 +219,8 @@ def transfer(model: torch.nn.Module, design: dict, keys: dict[str, tuple], roles
     shared = {n: by_key[k] for n, k in keys.items() if k in by_key and mine[n].ndim == theirs[by_key[k]].ndim}
     back = {s: n for n, s in shared.items()}
     sides = {"mine": {"roles": roles, "widths": _widths(model), "net": model},
-             "theirs": {"roles": source.roles, "widths": _widths(source.model), "net": source.model}}
-    for side, g in (("mine", design), ("theirs", source.genotype)):
-        sides[side]["slots"] = _slots(sides[side]["net"], sides[side]["roles"], _levels(g))
+             "theirs": {"roles": source.roles, "widths": source.widths, "net": source.model, "slots": source.slots}}
+    sides["mine"]["slots"] = _slots(model, roles, _levels(design))  # the checkpoint's are computed once, on loading
     reset = _restarts(sides)
     virtual = {n: [max(a, b) for a, b in zip(mine[n].shape, theirs[s].shape)] for n, s in shared.items()}
     own = {("mine", n): list(t.shape) for n, t in mine.items() if n not in shared}
@@ -289,7 +290,7 @@ class Inheritance:
     def apply(self, model: torch.nn.Module, g: dict, names: list[str]) -> dict:
         """Load into ``model`` (built from ``g`` for data with class ``names``) the weights of the checkpoint that
         gives it the largest share; returns ``{"inherited_from": point, "inherited": share of parameters}``."""
-        _, keys, roles = tensor_keys(self.space, g, len(names))
+        _, keys, roles = tensor_keys(self.space, g, len(names), model)
         fresh = {n: t.detach().clone() for n, t in _named(model).items()} if len(self.sources) > 1 else {}
         best = None
         for src in self.sources:
