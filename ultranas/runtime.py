@@ -1,4 +1,4 @@
-"""Ultralytics in a safe offline mode, in two steps: switches at ``import ultranas``, settings at first use.
+"""Ultralytics in a safe offline mode: switches at ``import ultranas``, set-up at first use, patches per call.
 
 :func:`configure_env` runs at ``import ultranas`` and only sets environment variables, so it is cheap, creates
 nothing in the user's folders and cannot fail (``ultranas --help`` works whatever ``HOME`` is); it comes before
@@ -19,12 +19,28 @@ ultranas' own folder (``$ULTRANAS_HOME``, default ``~/.config/ultranas``: checke
 :func:`home_dir`, checked when a command first needs it and created by what writes there.
 
 :func:`setup` runs when the door to Ultralytics (``ultranas.ultra``) is first used. It checks a ``YOLO_CONFIG_DIR``
-the user set (one line naming it when it is not a usable folder); with Ultralytics' own settings API it turns off
-sync and every integration callback (mlflow, comet, clearml, ...), and it ships the fonts Ultralytics would download
-(matplotlib's DejaVu Sans stands in for Arial). Two things have no official switch and stay patches, each documented
-where it is made: the CUDA AMP check, which downloads ``yolo26n.pt`` (:func:`patch_amp_check`, applied when the
-trainer is first needed), and, only when Ultralytics was imported before ultranas (too late for the environment
-switch), the safe-load flag.
+the user set (one line naming it when it is not a usable folder) and ships the fonts Ultralytics would download
+(matplotlib's DejaVu Sans stands in for Arial). When the settings file is this process's private one (the normal
+case), it also turns off sync and every integration callback (mlflow, comet, clearml, ...) there, with Ultralytics'
+own settings API, as a process-wide default.
+
+:func:`ultralytics_scope` holds the patches, for ultranas' own Ultralytics calls only (the door's training and
+validation, ``NAS(...).train/val/export`` and non-streaming ``predict``; worker processes go through the same door);
+restored after, exceptions included; re-entrant and thread-safe (the first entry applies, the last exit restores):
+- sync and integrations off *in memory only* (the trainer reads them when it is built, in ``add_integration_callbacks``;
+  the analytics singleton, which read ``sync`` when it was created, is switched off too). When Ultralytics was
+  imported before ultranas, or the user set ``YOLO_CONFIG_DIR``, ``settings.json`` is the user's: it is never
+  written with these values (a write Ultralytics itself makes meanwhile saves the user's values, not ours);
+- the CUDA AMP check, which downloads ``yolo26n.pt`` and has no switch: ``ultralytics.engine.trainer.check_amp`` is
+  :func:`_offline_amp_check` inside the scope only; the user's own ``YOLO(...).train()`` gets Ultralytics' check.
+(Multi-GPU DDP workers run a script Ultralytics generates, outside any scope: the settings file, Ultralytics' check.)
+
+The safe-load flag stays process-wide, by decision: when Ultralytics was imported before ultranas (too late for the
+environment switch), :func:`setup` sets ``tasks.SAFE_LOAD``. It only tightens loading and writes nothing; it makes
+the process the same whatever the import order (ultranas first: ``ULTRALYTICS_SAFE_LOAD=1`` covers every load, the
+user's ``YOLO(...)`` included, a documented and tested promise); and checkpoints reach Ultralytics' loader from many
+places a scope would have to catch (``NAS(...)``, ``pretrained=``, ``distill_model=``, resume), one missed being an
+unsafe unpickle.
 """
 
 from __future__ import annotations
@@ -36,6 +52,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from .errors import UserError
@@ -57,6 +74,7 @@ def configure_env() -> None:
         private = _private_config_dir()
         if private is not None:
             os.environ["YOLO_CONFIG_DIR"] = private
+            os.environ[_PRIVATE_ENV] = private  # children that inherit it know the settings file is not the user's
             _matplotlib_fallback(Path(private) / "matplotlib")
 
 
@@ -88,6 +106,7 @@ def _private_config_dir() -> str | None:
 
 
 _PRIVATE_PREFIX = "ultranas-ultralytics-"
+_PRIVATE_ENV = "ULTRANAS_PRIVATE_YOLO_CONFIG_DIR"
 
 
 def _host_tag() -> str:
@@ -210,7 +229,8 @@ def no_telemetry():
 
 
 def setup() -> None:
-    """Idempotent: Ultralytics' settings (no sync, no integrations), shipped fonts, safe loading."""
+    """Idempotent: shipped fonts, safe loading, and (in this process's private settings file only) Ultralytics'
+    settings with no sync and no integrations. A user's settings file is left alone: :func:`ultralytics_scope`."""
     if "setup" in _done:
         return
     configure_env()
@@ -218,16 +238,31 @@ def setup() -> None:
     with _settings_notice_hidden():
         from ultralytics import utils
 
-    wanted = {"sync": False, **{k: False for k in _INTEGRATIONS if k in utils.SETTINGS}}
-    if any(utils.SETTINGS.get(k) != v for k, v in wanted.items()):
-        utils.SETTINGS.update(wanted)
+    if _private_settings(utils):
+        wanted = _wanted(utils.SETTINGS)
+        if any(utils.SETTINGS.get(k) != v for k, v in wanted.items()):
+            utils.SETTINGS.update(wanted)  # a process-wide default, written to the private file (as children read it)
     _ship_fonts(Path(utils.USER_CONFIG_DIR))
     if not utils.SAFE_LOAD:  # Ultralytics was imported before ultranas, so it never saw ULTRALYTICS_SAFE_LOAD
         import ultralytics.nn.tasks as tasks
 
-        tasks.SAFE_LOAD = True  # patch (no switch after import): the module-level flag its loader reads
+        tasks.SAFE_LOAD = True  # patch (no switch after import), process-wide by decision (module docstring)
     _decline_openvino_telemetry()
     _done.add("setup")
+
+
+def _wanted(settings) -> dict:
+    return {"sync": False, **{k: False for k in _INTEGRATIONS if k in settings}}
+
+
+def _private_settings(utils) -> bool:
+    """Whether Ultralytics' settings file is in the private config dir of this process (or of the ultranas process
+    that started it), not the user's."""
+    private = os.environ.get(_PRIVATE_ENV)
+    try:
+        return bool(private) and Path(private).resolve() in Path(utils.SETTINGS.file_path).resolve().parents
+    except (OSError, RuntimeError):
+        return False
 
 
 @contextlib.contextmanager
@@ -289,16 +324,61 @@ def _offline_amp_check(model) -> bool:
         return False
 
 
-def patch_amp_check() -> None:
-    """Replace the trainer's ``check_amp`` (it downloads ``yolo26n.pt``; no setting turns that off) with
-    :func:`_offline_amp_check`. Idempotent; applied by the door before any training."""
-    if "amp" in _done:
-        return
-    setup()
-    import ultralytics.engine.trainer as trainer
+_scope_lock, _scope = threading.Lock(), {"depth": 0, "undo": None}
 
-    trainer.check_amp = _offline_amp_check
-    _done.add("amp")
+
+@contextlib.contextmanager
+def ultralytics_scope():
+    """ultranas' patches of Ultralytics for the block (see the module docstring): its settings with no sync and no
+    integrations in memory (the settings file is not written), the analytics switch off, the offline AMP check.
+    Re-entrant and thread-safe: the first entry applies them, the last exit restores Ultralytics' own."""
+    setup()
+    with _scope_lock:
+        if _scope["depth"] == 0:
+            _scope["undo"] = _apply_patches()
+        _scope["depth"] += 1
+    try:
+        yield
+    finally:
+        with _scope_lock:
+            _scope["depth"] -= 1
+            if _scope["depth"] == 0:
+                undo, _scope["undo"] = _scope["undo"], None
+                undo()
+
+
+def _apply_patches():
+    """Apply the scoped patches; returns the function that restores what was there (called under ``_scope_lock``)."""
+    import ultralytics.engine.trainer as trainer
+    from ultralytics import utils
+    from ultralytics.utils import events  # created now, if not yet, with the user's settings (it reads ``sync`` once)
+
+    settings, analytics = utils.SETTINGS, events.events
+    amp, enabled = trainer.check_amp, analytics.enabled
+    wanted = _wanted(settings)
+    theirs = {k: dict.get(settings, k) for k in wanted}
+    own = settings.__dict__.get("update")
+
+    def update(*args, **kwargs):  # Ultralytics' every write (``[k] = v``, ``update``, ``reset``) comes here
+        dict.update(settings, theirs)  # the user's values, which Ultralytics' ``update`` changes and saves
+        try:
+            type(settings).update(settings, *args, **kwargs)
+        finally:
+            theirs.update((k, dict.get(settings, k)) for k in wanted)  # restored after the scope
+            dict.update(settings, wanted)
+
+    def undo():
+        trainer.check_amp, analytics.enabled = amp, enabled
+        settings.__dict__.pop("update", None)
+        if own is not None:
+            settings.update = own
+        dict.update(settings, theirs)  # in memory: the file was never written with ours
+
+    settings.update = update
+    dict.update(settings, wanted)  # ``dict.update``: JSONDict's own ``update`` would write the file
+    analytics.enabled = False
+    trainer.check_amp = _offline_amp_check  # patch: no setting turns off the download in Ultralytics' check
+    return undo
 
 
 configure_env()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..runtime import setup
+from ..runtime import setup, ultralytics_scope
 
 setup()
 
@@ -46,7 +46,7 @@ def validate_for_coco(model, save_dir: str | Path, verbose: bool = False, **kwar
     ``im_file`` and class index ``cls`` added, the evaluated images' ``{file: (h, w)}`` and the model's names.
     """
     args = {**model.overrides, "rect": True, **kwargs, "mode": "val", "save_json": True, "plots": False}
-    with ultralytics_verbosity(verbose):
+    with ultralytics_verbosity(verbose), ultralytics_scope():
         validator = CocoJsonValidator(save_dir=Path(save_dir), args=args, _callbacks=model.callbacks)
         validator(model=model.model)
     if len(validator.det_meta) != len(validator.jdict):

@@ -10,9 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..runtime import patch_amp_check
+from ..runtime import setup, ultralytics_scope
 
-patch_amp_check()  # offline settings, and an AMP check that downloads nothing, before the trainer is imported
+setup()  # offline switches and fonts before the trainer is imported; the patches apply inside ``ultralytics_scope``
 
 from ultralytics.engine.model import Model
 from ultralytics.models import yolo
@@ -43,6 +43,25 @@ class DetectionTask(Model):
                 "predictor": yolo.detect.DetectionPredictor,
             }
         }
+
+    # Ultralytics' calls with ultranas' patches (no sync, no integrations, the offline AMP check), for the call only
+    def train(self, trainer=None, **kwargs):
+        with ultralytics_scope():
+            return super().train(trainer, **kwargs)
+
+    def val(self, validator=None, **kwargs):
+        with ultralytics_scope():
+            return super().val(validator, **kwargs)
+
+    def export(self, **kwargs):
+        with ultralytics_scope():
+            return super().export(**kwargs)
+
+    def predict(self, source=None, stream: bool = False, predictor=None, **kwargs):
+        if stream:  # a generator runs after this returns: Ultralytics' own settings
+            return super().predict(source, stream, predictor, **kwargs)
+        with ultralytics_scope():
+            return super().predict(source, stream, predictor, **kwargs)
 
 
 @contextlib.contextmanager
@@ -145,7 +164,7 @@ def train(model_yaml: str | Path, data: str | Path, project: str | Path, name: s
 def validate(model: DetectionModel, verbose: bool = False, **args) -> dict:
     """mAP50-95, mAP50, P, R of ``model`` from Ultralytics' ``DetectionValidator`` (``args``: data, imgsz, batch,
     split, ...), run in a temporary folder."""
-    with tempfile.TemporaryDirectory() as tmp, ultralytics_verbosity(verbose):
+    with tempfile.TemporaryDirectory() as tmp, ultralytics_verbosity(verbose), ultralytics_scope():
         validator = yolo.detect.DetectionValidator(save_dir=Path(tmp), args={**args, "verbose": verbose})
         validator(model=model)
     return box_metrics(validator.metrics)
@@ -173,7 +192,7 @@ def validate_per_image(weights: str | Path, data: str | Path, imgsz: int, batch:
     ``batch``); returns (its box metrics, each image's matches) for resampling images (:mod:`ultranas.bootstrap`)."""
     args = dict(model=str(weights), data=str(data), imgsz=int(imgsz), batch=int(batch), device=device, split="val",
                 plots=False, verbose=verbose, workers=0, half=False, rect=True)
-    with tempfile.TemporaryDirectory() as tmp, ultralytics_verbosity(verbose):
+    with tempfile.TemporaryDirectory() as tmp, ultralytics_verbosity(verbose), ultralytics_scope():
         validator = _PerImageValidator(save_dir=Path(tmp), args=args)
         validator(model=str(weights))
     return box_metrics(validator.metrics), validator.per_image
