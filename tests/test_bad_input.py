@@ -158,10 +158,16 @@ CASES = {
                                           "--pretrained needs a training estimator"),
     # a setting nothing in the configuration reads is refused, not silently ignored
     "proxy epochs with zero-cost": (lambda t: ["search", "--estimator", "zero-cost", "--epochs", "9"],
-                                    "--epochs is not read here: zero-cost proxies train nothing"),
+                                    "--epochs is not read here: only --strategy darts, --estimator short-train or "
+                                    "--estimator supernet read it"),
     "zero-cost proxy with short-train": (lambda t: ["search", "--proxy", "synflow"], "--proxy is not read here"),
     "zero-cost proxy overriding the supernet score": (lambda t: ["search", "--estimator", "supernet", "--proxy",
                                                                  "val_loss"], "--proxy is not read here"),
+    "single class with zero-cost": (lambda t: ["search", "--estimator", "zero-cost", "--single-cls"],
+                                    "--single-cls is not read here"),
+    "re-rank epochs without re-rank": (lambda t: ["search", "--rerank-epochs", "4"], "--rerank-epochs is not read here"),
+    "final epochs without a final stage": (lambda t: ["search", "--no-final", "--final-epochs", "4"],
+                                           "--final-epochs is not read here"),
     "band floor without bands": (lambda t: ["search", "--focus", "front", "--band-floor", "0.5"],
                                  "--band-floor is not read here"),
     "name escaping the project": (lambda t: ["search", "--name", "../../x"], "--name"),

@@ -14,9 +14,10 @@ import optuna
 import yaml
 
 from ultranas.config import SearchConfig
-from ultranas.engine import SearchContext, counted, run_worker
+from ultranas.context import SearchContext
 from ultranas.estimation import ShortTrainEstimator
 from ultranas.space import load_space
+from ultranas.trial_loop import counted, run_worker
 
 TS = optuna.trial.TrialState
 

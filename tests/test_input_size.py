@@ -104,7 +104,7 @@ def test_scales_that_give_another_scales_side_are_left_out_and_the_run_says_why(
 def test_a_study_keeps_its_input_scales_and_one_made_before_them_stays_at_the_deploy_size():
     import optuna
 
-    from ultranas.engine import study_space
+    from ultranas.context import study_space
 
     space = load_space("yolo")
     new = optuna.create_study()

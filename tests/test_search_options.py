@@ -156,7 +156,7 @@ def test_latency_lut_for_another_size_or_target_is_refused(lut_path, tmp_path):
 
 def test_resume_through_the_journal_requeues_an_interrupted_trial(options_run):
     """Last on this run (it extends it): a trial left RUNNING in the journal, as by a killed process."""
-    from ultranas.engine import suggest_genotype
+    from ultranas.trial_loop import suggest_genotype
 
     run, journal = options_run
     study = _journal_study(journal)

@@ -1,8 +1,7 @@
 """ultranas: neural architecture search for Ultralytics YOLO detectors."""
 
 from . import runtime  # noqa: F401  (first: Ultralytics' offline switches, set in the environment; cheap)
-
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 
 def __getattr__(name):  # lazy: ``import ultranas`` stays cheap

@@ -93,7 +93,7 @@ def versions() -> str:
     """ultranas's version and those of the libraries it runs on (read from their metadata: nothing is imported)."""
     from importlib import metadata
 
-    from . import __version__
+    from .version import __version__
 
     def of(dist: str) -> str:
         try:

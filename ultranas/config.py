@@ -14,9 +14,6 @@ from . import checks
 from .errors import UserError
 
 DEFAULT_REFERENCES = ("yolo11n", "yolo11s")  # found_n.pt and found_s.pt, where the space has them
-# settings a resumed run may change: they do not alter what finished trials mean
-RESUME_SAFE = ("trials", "time_limit", "device", "workers", "verbose", "final", "final_workers", "final_epochs", "final_seeds",
-               "final_cache", "rerank", "rerank_epochs", "rerank_imgsz")
 LIMITS = {"trials": 100_000, "epochs": 10_000, "final_epochs": 10_000, "rerank_epochs": 10_000, "batch": 4096,
           "eta": 100, "imgsz": 4096, "proxy_imgsz": 4096}
 
@@ -168,10 +165,10 @@ class SearchConfig:
 
     def refuse_unread(self) -> None:
         """A setting changed from its default that nothing in this configuration reads is refused, not ignored
-        (a new search; a resumed run keeps the settings it was started with)."""
-        for key, unread, why in UNREAD:
-            if unread(self) and getattr(self, key) != SearchConfig.__dataclass_fields__[key].default:
-                raise UserError(f"--{_flag(key)} is not read here: {why}")
+        (:func:`ultranas.settings.refuse_unread`)."""
+        from .settings import refuse_unread
+
+        refuse_unread(self)
 
     def _check_counts(self) -> None:
         """Budgets, sizes and worker counts: integers within their limits (image sizes also stride multiples)."""
@@ -197,16 +194,6 @@ class SearchConfig:
         if unknown:
             raise UserError(f"unknown setting '{unknown[0]}' in args.yaml")
         return cls(**d)
-
-
-# (setting, configuration in which nothing reads it, why): a given value would be silently ignored
-UNREAD = (
-    ("epochs", lambda c: c.estimator == "zero-cost" and c.strategy in ("random", "evolution", "nsga2", "tpe", "rl"),
-     "zero-cost proxies train nothing (--rerank-epochs and --final-epochs set the trainings)"),
-    ("proxy", lambda c: c.estimator in ("short-train", "supernet"),
-     "it names the zero-cost proxy of --estimator zero-cost (training estimators rank by --score)"),
-    ("band_floor", lambda c: c.focus == "front", "--focus front searches the whole front, without latency bands"),
-)
 
 
 def _flag(key: str) -> str:

@@ -12,11 +12,12 @@ from pathlib import Path
 import optuna
 
 from .config import SearchConfig
-from .engine import SearchContext, run_worker
+from .context import SearchContext
 from .errors import UserError
 from .rundir import check_no_links, config_from
 from .runtime import quiet_ultralytics
 from .storage import GRACE_S, HEARTBEAT_S, check_study_exists, driver_url, make_storage, storage_file
+from .trial_loop import run_worker
 
 __all__ = ["GRACE_S", "HEARTBEAT_S", "driver_url", "make_storage", "worker"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import optuna
 
-from . import __version__, ultra
+from . import ultra
 from .bands import Band, make_bands, order_ms
 from .bootstrap import ImageMatches, gap, resample_budget, resampled_maps
 from .data_profile import kept_points, points_first
@@ -20,7 +20,9 @@ from .final_train import int8_all, train_all
 from .fsutil import atomic_write_csv
 from .plan import final_epochs
 from .report import plot_comparison
+from .trials import usable
 from .verdict import Judged, Stats, print_table, verdict_lines
+from .version import __version__
 
 TS = optuna.trial.TrialState
 CONTENDED = 0.10  # other processes used more than this share of the host's CPU while timing: warn
@@ -39,8 +41,7 @@ def _pool(ctx) -> tuple[list[optuna.trial.FrozenTrial], dict]:
     equal scores: the faster design first. Also returns the re-rank records."""
     from .rerank import records, rerank_setting
 
-    done = [t for t in ctx.study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
-            if "genotype" in t.user_attrs and not t.user_attrs.get("duplicate_of") and "metrics" in t.user_attrs]
+    done = usable(ctx.study)
     known = records(ctx.study, rerank_setting(ctx.cfg)) if ctx.cfg.rerank else {}
     return sorted(done, key=lambda t: (*_rank(t, known), t.user_attrs.get("info", {}).get("latency_ms", 0.0))), known
 

@@ -51,9 +51,10 @@ def _worker_main(cfg_dict: dict, run_dir: str, url: str, threads: int, reference
 
     torch.set_num_threads(threads)
     from .config import SearchConfig
-    from .engine import SearchContext, run_worker
+    from .context import SearchContext
     from .preflight import sigterm_as_interrupt
     from .storage import make_storage
+    from .trial_loop import run_worker
 
     cfg = SearchConfig.from_dict(cfg_dict)
     try:

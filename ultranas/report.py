@@ -78,7 +78,8 @@ def plot_pareto(rows: list[dict], path, score: str = "map", references: tuple[st
     ax.set_ylabel(f"search score ({score})")
     ax.set_title(f"ultranas search: {len(done)} designs (squares: hand-designed)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # nothing completed: no legend to draw
+        ax.legend(loc="lower right", fontsize=8)
     atomic_savefig(fig, path)
     plt.close(fig)
 

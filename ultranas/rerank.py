@@ -2,7 +2,8 @@
 
 With a cheap, noisy score, the design that tops a long search is partly the luckiest one (the winner's curse): its
 score overstates it. ``--rerank K`` trains the K best designs of each latency band (by search score) once more, at
-``--rerank-imgsz`` (x the design's input scale) for ``--rerank-epochs`` epochs with the search's trainer, and scores them by mAP50-95; the band's
+``--rerank-imgsz`` (x the design's input scale) for ``--rerank-epochs`` epochs with the search's trainer (each design
+trained on its own, whatever estimator scored the search), and scores them by mAP50-95; the band's
 reference is re-scored too, so the final stage can see whether anything beat it at that fidelity. The final stage
 then takes the best re-ranked design. Results are stored in the study (``rerank:<design hash>``), so a resumed run
 re-ranks nothing twice.
@@ -18,12 +19,25 @@ import optuna
 from .estimation import make_estimator
 from .fsutil import atomic_write_text
 from .input_size import train_size
+from .trials import usable
 
 TS = optuna.trial.TrialState
 
 
 def rerank_setting(cfg) -> dict:
     return {"imgsz": cfg.rerank_imgsz or 2 * cfg.proxy_imgsz, "epochs": cfg.rerank_epochs}
+
+
+def rerank_estimator(ctx, setting: dict):
+    """What re-ranks: every design trained on its own (short-train, with the search's trainer), at ``setting``, each
+    at its own size; whatever estimator scored the search (a zero-cost proxy or the supernet ranks designs by
+    weights that are not theirs)."""
+    cfg = ctx.cfg
+    estimator = make_estimator("short-train", ctx.data, epochs=setting["epochs"], imgsz=setting["imgsz"],
+                               batch=cfg.batch, device=cfg.device, seeds=tuple(cfg.seeds), fraction=cfg.fraction,
+                               single_cls=cfg.single_cls, verbose=cfg.verbose, trainer=cfg.trainer, score="map")
+    estimator.tag, estimator.inherit = "rerank-", ctx.inherit
+    return estimator
 
 
 def records(study: optuna.Study, setting: dict) -> dict[str, dict]:
@@ -36,8 +50,7 @@ def rerank(ctx) -> list[int]:
     """Re-score the top ``cfg.rerank`` designs of each band (and each band's reference); returns trial numbers."""
     cfg = ctx.cfg
     setting = rerank_setting(cfg)
-    done = [t for t in ctx.study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
-            if "genotype" in t.user_attrs and not t.user_attrs.get("duplicate_of") and "metrics" in t.user_attrs]
+    done = usable(ctx.study)
     groups = [[t for t in done if t.user_attrs.get("info", {}).get("band") == b.reference] for b in ctx.bands] \
         if ctx.bands else [done]
     chosen = []
@@ -51,11 +64,7 @@ def rerank(ctx) -> list[int]:
     todo = [t for t in chosen if t.user_attrs["hash"] not in known]
     if not todo:
         return [t.number for t in chosen]
-    estimator = make_estimator(cfg.estimator if cfg.estimator != "zero-cost" else "short-train", ctx.data,
-                               epochs=setting["epochs"], imgsz=setting["imgsz"], batch=cfg.batch, device=cfg.device,
-                               seeds=tuple(cfg.seeds), fraction=cfg.fraction, single_cls=cfg.single_cls,
-                               verbose=cfg.verbose, trainer=cfg.trainer, score="map")  # each at its own size
-    estimator.tag, estimator.inherit = "rerank-", ctx.inherit
+    estimator = rerank_estimator(ctx, setting)
     scaled = " x each design's input scale" if len(ctx.space.deploy_sizes(cfg.imgsz)) > 1 else ""
     print(f"ultranas: re-ranking {len(todo)} design(s) at {setting['imgsz']} px{scaled}, {setting['epochs']} epochs",
           flush=True)

@@ -11,14 +11,10 @@ from pathlib import Path
 
 import optuna
 
-from .config import RESUME_SAFE, SearchConfig
+from .config import SearchConfig
 from .errors import UserError
 from .safe_yaml import read_text, safe_load
-
-# settings that define what a trial's numbers mean: a study made with others must not be joined or resumed with these
-DEFINING = ("data", "space", "objectives", "focus", "band_floor", "estimator", "trainer", "score", "proxy", "epochs", "imgsz", "input_scales",
-            "proxy_imgsz", "batch", "fraction", "select_on", "judge_on", "select_share", "single_cls", "seeds", "halving", "rungs", "eta", "max_latency",
-            "max_params", "max_gflops", "latency_le", "latency_target", "latency_lut", "references", "pretrained")
+from .settings import DEFINING, RESUME_SAFE
 
 
 def absolute_paths(cfg: SearchConfig) -> SearchConfig:

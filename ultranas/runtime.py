@@ -31,16 +31,15 @@ restored after, exceptions included; re-entrant and thread-safe (the first entry
   the analytics singleton, which read ``sync`` when it was created, is switched off too). When Ultralytics was
   imported before ultranas, or the user set ``YOLO_CONFIG_DIR``, ``settings.json`` is the user's: it is never
   written with these values (a write Ultralytics itself makes meanwhile saves the user's values, not ours);
+- torch's CPU threads, which Ultralytics' ``select_device`` sets to its own count (up to 8) in every trainer,
+  validator, predictor and exporter: kept at the count the caller (or ultranas, per worker) set;
 - the CUDA AMP check, which downloads ``yolo26n.pt`` and has no switch: ``ultralytics.engine.trainer.check_amp`` is
   :func:`_offline_amp_check` inside the scope only; the user's own ``YOLO(...).train()`` gets Ultralytics' check.
 (Multi-GPU DDP workers run a script Ultralytics generates, outside any scope: the settings file, Ultralytics' check.)
 
-The safe-load flag stays process-wide, by decision: when Ultralytics was imported before ultranas (too late for the
-environment switch), :func:`setup` sets ``tasks.SAFE_LOAD``. It only tightens loading and writes nothing; it makes
-the process the same whatever the import order (ultranas first: ``ULTRALYTICS_SAFE_LOAD=1`` covers every load, the
-user's ``YOLO(...)`` included, a documented and tested promise); and checkpoints reach Ultralytics' loader from many
-places a scope would have to catch (``NAS(...)``, ``pretrained=``, ``distill_model=``, resume), one missed being an
-unsafe unpickle.
+The safe-load flag stays process-wide, by decision: when Ultralytics was imported before ultranas, :func:`setup` sets
+``tasks.SAFE_LOAD``. It only tightens loading, writes nothing and makes the process the same whatever the import
+order; a scope would have to catch every way a checkpoint reaches the loader (``NAS(...)``, ``pretrained=``, resume).
 """
 
 from __future__ import annotations
@@ -325,6 +324,8 @@ def _offline_amp_check(model) -> bool:
 
 
 _scope_lock, _scope = threading.Lock(), {"depth": 0, "undo": None}
+_DEVICE_MODULES = ("ultralytics.engine.trainer", "ultralytics.engine.validator", "ultralytics.engine.predictor",
+                   "ultralytics.engine.exporter")
 
 
 @contextlib.contextmanager
@@ -349,9 +350,21 @@ def ultralytics_scope():
 
 def _apply_patches():
     """Apply the scoped patches; returns the function that restores what was there (called under ``_scope_lock``)."""
+    import torch
     import ultralytics.engine.trainer as trainer
     from ultralytics import utils
     from ultralytics.utils import events  # created now, if not yet, with the user's settings (it reads ``sync`` once)
+
+    threads = torch.get_num_threads()  # Ultralytics' select_device() resets them to its own count: kept as set
+    selects = {m: m.select_device for name in _DEVICE_MODULES if (m := sys.modules.get(name)) is not None}
+
+    def keeping(select):
+        def select_device(*args, **kwargs):
+            try:
+                return select(*args, **kwargs)
+            finally:
+                torch.set_num_threads(threads)
+        return select_device
 
     settings, analytics = utils.SETTINGS, events.events
     amp, enabled = trainer.check_amp, analytics.enabled
@@ -369,6 +382,9 @@ def _apply_patches():
 
     def undo():
         trainer.check_amp, analytics.enabled = amp, enabled
+        for module, select in selects.items():
+            module.select_device = select
+        torch.set_num_threads(threads)
         settings.__dict__.pop("update", None)
         if own is not None:
             settings.update = own
@@ -378,6 +394,8 @@ def _apply_patches():
     dict.update(settings, wanted)  # ``dict.update``: JSONDict's own ``update`` would write the file
     analytics.enabled = False
     trainer.check_amp = _offline_amp_check  # patch: no setting turns off the download in Ultralytics' check
+    for module, select in selects.items():
+        module.select_device = keeping(select)
     return undo
 
 

@@ -88,6 +88,14 @@ def gives_way(study: optuna.Study, trial: optuna.Trial, trials: int) -> bool:
     return True
 
 
+def usable(study: optuna.Study, deepcopy: bool = False) -> list[optuna.trial.FrozenTrial]:
+    """The completed designs a strategy, the re-rank and the final stage work with: each evaluated once (no
+    duplicate), with its genotype, metrics and objective values."""
+    return [t for t in study.get_trials(deepcopy=deepcopy, states=(TS.COMPLETE,))
+            if "genotype" in t.user_attrs and not t.user_attrs.get("duplicate_of") and "metrics" in t.user_attrs
+            and t.values]
+
+
 def done_by_hash(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
     return {t.user_attrs["hash"]: t for t in study.get_trials(deepcopy=False, states=(TS.COMPLETE,))
             if "hash" in t.user_attrs and not t.user_attrs.get("duplicate_of")}

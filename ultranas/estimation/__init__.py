@@ -6,6 +6,7 @@ Register a new estimator with :func:`register_estimator` (a name and a factory);
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from ..errors import UserError
@@ -15,18 +16,19 @@ from ._halving import Pruned, SuccessiveHalving
 from ._short_train import ShortTrainEstimator, compressed_schedule
 
 TRAINERS = ("ultralytics", "fast")  # what trains a short-train candidate: the stock trainer or FastTrainer
-ESTIMATORS = Registry("estimator")
+ESTIMATORS = Registry("estimator", group="estimators")
 
 
 def register_estimator(name: str, factory: Callable[..., Estimator]) -> Callable[..., Estimator]:
-    """Add ``factory(data, **settings) -> Estimator`` under ``name``; ``settings`` are :func:`make_estimator`'s
-    keyword arguments (a factory takes what it needs and ignores the rest)."""
+    """Add ``factory(data, *, <settings>) -> Estimator`` under ``name``. The factory's keyword parameters are the
+    settings it reads, from :func:`make_estimator`'s: it is given those and no others (``**settings``: all of them),
+    and a search refuses a changed setting that neither it nor another part of the run reads."""
     return ESTIMATORS.register(name, factory)
 
 
 def _short_train(data, *, trainer: str = "ultralytics", score: str = "map", train_imgsz: int | None = None,
                  epochs: int, batch: int, device: str, seeds=(0,), fraction: float = 1.0, single_cls: bool = False,
-                 verbose: bool = False, **_) -> Estimator:
+                 verbose: bool = False) -> Estimator:
     """A short, complete training schedule per candidate, with the stock trainer or the fast one (``trainer``)."""
     knobs = dict(epochs=epochs, imgsz=train_imgsz, batch=batch, device=device, seeds=seeds, fraction=fraction,
                  single_cls=single_cls, verbose=verbose)
@@ -39,20 +41,21 @@ def _short_train(data, *, trainer: str = "ultralytics", score: str = "map", trai
     return ShortTrainEstimator(data, **knobs)
 
 
-def _zero_cost(data, *, proxy: str = "mae_entropy", imgsz: int, seeds=(0,), device: str = "cpu", **_) -> Estimator:
-    """A zero-cost proxy (``proxy``) of the design at initialisation: no training."""
+def _zero_cost(data, *, proxy: str = "mae_entropy", imgsz: int, batch: int = 8, seeds=(0,),
+               device: str = "cpu") -> Estimator:
+    """A zero-cost proxy (``proxy``) of the design at initialisation, on one batch of ``batch`` images; no training.
+    Several ``seeds``: the mean score over them."""
     from ._zero_cost import ZeroCostEstimator
 
-    return ZeroCostEstimator(data, proxy=proxy, imgsz=imgsz, seed=seeds[0], device=device)
+    return ZeroCostEstimator(data, proxy=proxy, imgsz=imgsz, batch_size=batch, seeds=seeds, device=device)
 
 
-def _supernet(data, *, space=None, cache_dir=None, anchor: str | None = None, score: str = "map", proxy: str = "",
+def _supernet(data, *, space=None, cache_dir=None, anchor: str | None = None, score: str = "map",
               epochs: int, imgsz: int, batch: int, device: str, seeds=(0,), fraction: float = 1.0,
-              single_cls: bool = False, train_imgsz: int | None = None, verbose: bool = False, **_) -> Estimator:
+              single_cls: bool = False, train_imgsz: int | None = None, verbose: bool = False) -> Estimator:
     """One-shot supernet trained once (``epochs``) at the proxy size; designs scored with inherited weights."""
     from ._supernet import SUPERNET_SCORES, SupernetEstimator
 
-    score = proxy if proxy in SUPERNET_SCORES else score
     if score not in SUPERNET_SCORES:
         raise UserError(f"the supernet estimator scores by {' or '.join(SUPERNET_SCORES)}, not '{score}'")
     return SupernetEstimator(data, epochs=epochs, imgsz=train_imgsz or imgsz, batch=batch, device=device, seeds=seeds,
@@ -65,18 +68,28 @@ register_estimator("zero-cost", _zero_cost)
 register_estimator("supernet", _supernet)
 
 
+def estimator_settings(name: str) -> set[str] | None:
+    """The keyword settings the estimator ``name``'s factory takes (``None``: all, it has ``**settings``)."""
+    params = inspect.signature(ESTIMATORS.lookup(name)).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+
+
 def make_estimator(name: str, data, *, epochs: int, imgsz: int, batch: int, device: str, seeds=(0,),
                    fraction: float = 1.0, single_cls: bool = False, proxy: str = "mae_entropy",
                    verbose: bool = False, trainer: str = "ultralytics", score: str = "map",
                    train_imgsz: int | None = None, space=None, cache_dir=None, anchor: str | None = None) -> Estimator:
-    """An estimator by name. Training estimators train at ``train_imgsz`` (default: each candidate's own size);
-    ``space``, ``cache_dir`` (the run directory's folder for what an estimator keeps) and ``anchor`` (the search's
-    reference point) are for the supernet estimator."""
+    """An estimator by name, given the settings its factory takes. Training estimators train at ``train_imgsz``
+    (default: each candidate's own size); ``space``, ``cache_dir`` (the run directory's folder for what an
+    estimator keeps) and ``anchor`` (the search's reference point) are for the supernet estimator."""
     factory = ESTIMATORS.lookup(name)
-    return factory(data, epochs=epochs, imgsz=imgsz, batch=batch, device=device, seeds=tuple(seeds), fraction=fraction,
-                   single_cls=single_cls, proxy=proxy, verbose=verbose, trainer=trainer, score=score,
-                   train_imgsz=train_imgsz, space=space, cache_dir=cache_dir, anchor=anchor)
+    settings = dict(epochs=epochs, imgsz=imgsz, batch=batch, device=device, seeds=tuple(seeds), fraction=fraction,
+                    single_cls=single_cls, proxy=proxy, verbose=verbose, trainer=trainer, score=score,
+                    train_imgsz=train_imgsz, space=space, cache_dir=cache_dir, anchor=anchor)
+    takes = estimator_settings(name)
+    return factory(data, **{k: v for k, v in settings.items() if takes is None or k in takes})
 
 
-__all__ = ["ESTIMATORS", "SCORES", "TRAINERS", "Estimator", "Pruned", "ShortTrainEstimator", "SuccessiveHalving",
+__all__ = ["ESTIMATORS", "SCORES", "TRAINERS", "Estimator", "estimator_settings", "Pruned", "ShortTrainEstimator", "SuccessiveHalving",
            "TrainingEstimator", "compressed_schedule", "make_estimator", "register_estimator"]

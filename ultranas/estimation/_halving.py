@@ -2,8 +2,8 @@
 
 optuna's pruners refuse multi-objective studies, so rung scores live in trial user attributes
 (``rung0``, ``rung1``, ...) and a trial is stopped at rung *r* when its score is below the top ``1/eta`` of
-the scores other trials reached at that rung. Each rung is a complete schedule of its own (its fidelity
-scales the epochs), since a truncated long run ranks designs poorly.
+the scores other trials of its latency band reached at that rung. Each rung is a complete schedule of its own (its
+fidelity scales the epochs), since a truncated long run ranks designs poorly.
 """
 
 from __future__ import annotations
@@ -31,10 +31,13 @@ class SuccessiveHalving:
         self.rungs, self.eta = tuple(rungs), eta
         self.min_peers = eta - 1 if min_peers is None else min_peers
 
-    def peers(self, study: optuna.Study, trial: optuna.Trial, rung: int) -> list[float]:
+    def peers(self, study: optuna.Study, trial: optuna.Trial, rung: int, band: str | None = None) -> list[float]:
+        """Scores other trials reached at ``rung``: of the same latency ``band`` only (a band's designs compete
+        with each other, not with faster or slower ones), or of every trial without bands."""
         key = f"rung{rung}"
         return [t.user_attrs[key] for t in study.get_trials(deepcopy=False)
-                if t.number != trial.number and key in t.user_attrs]
+                if t.number != trial.number and key in t.user_attrs
+                and (band is None or t.user_attrs.get("info", {}).get("band") == band)]
 
     def run(self, estimator: Estimator, candidate: Candidate, study: optuna.Study, trial: optuna.Trial) -> dict:
         result: dict = {}
@@ -44,7 +47,7 @@ class SuccessiveHalving:
             trial.set_user_attr(f"rung{r}", score)
             if r == len(self.rungs) - 1:
                 break
-            peers = self.peers(study, trial, r)
+            peers = self.peers(study, trial, r, candidate.info.get("band"))
             if len(peers) < self.min_peers:
                 continue
             ranked = sorted([*peers, score], reverse=True)

@@ -192,29 +192,34 @@ class ZeroCostEstimator(Estimator):
         batch_size: images in the real batch (ZiCo splits it into two mini-batches).
         seed: seeds weight initialisation, the batch draw and any random input.
         device: torch device for the proxy.
+        seeds: several seeds (``--seeds``): the score is the mean over them (a fresh initialisation and batch
+            each); replaces ``seed``.
     """
 
     name = "zero-cost"
     trains = False
 
     def __init__(self, data: str | Path, proxy: str = "mae_entropy", imgsz: int = 128, batch_size: int = 8,
-                 seed: int = 0, device: str = "cpu"):
+                 seed: int = 0, device: str = "cpu", seeds: tuple[int, ...] | None = None):
         ZERO_COST_PROXIES.lookup(proxy)  # an unknown name: one line listing the proxies
         self.data = resolve_data(data)
         self.nc = len(load_data_yaml(self.data)["names"])
-        self.proxy, self.imgsz, self.batch_size, self.seed = proxy, int(imgsz), int(batch_size), int(seed)
+        self.proxy, self.imgsz, self.batch_size = proxy, int(imgsz), int(batch_size)
+        self.seeds = tuple(int(s) for s in seeds) if seeds else (int(seed),)
         self.device = torch.device(device)
 
     def estimate(self, candidate: Candidate, fidelity: float = 1.0) -> dict:
         nc = candidate.model_dict.get("nc")
         if nc is not None and nc != self.nc:
             raise UserError(f"design {candidate.design_hash} has nc={nc} but {self.data} has {self.nc} classes")
-        batch = load_batches(self.data, self.imgsz, self.batch_size, 1, self.seed)[0]
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        with seeded(self.seed, self.device):
-            model = ultra.build_model(candidate.model_dict).to(self.device)
-        start = time.perf_counter()
-        value = ZERO_COST_PROXIES[self.proxy](model, batch, seed=self.seed)
-        seconds = time.perf_counter() - start
-        _finite(value, self.proxy, f"design {candidate.design_hash}")
-        return {"score": float(value), "proxy": self.proxy, "proxy_s": seconds}
+        values, seconds = [], 0.0
+        for seed in self.seeds:
+            batch = load_batches(self.data, self.imgsz, self.batch_size, 1, seed)[0]
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            with seeded(seed, self.device):
+                model = ultra.build_model(candidate.model_dict).to(self.device)
+            start = time.perf_counter()
+            value = ZERO_COST_PROXIES[self.proxy](model, batch, seed=seed)
+            seconds += time.perf_counter() - start
+            values.append(_finite(value, self.proxy, f"design {candidate.design_hash}"))
+        return {"score": float(sum(values) / len(values)), "proxy": self.proxy, "proxy_s": seconds}

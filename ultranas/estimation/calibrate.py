@@ -136,8 +136,10 @@ def _proxy_estimators(specs: list[str], data, a, flag: str = "--estimators") -> 
             out[spec] = (short, key)
         elif base in ESTIMATORS and (key or base != "zero-cost"):  # zero-cost:<proxy>, or another registered one
             out[spec] = (make_estimator(base, data, epochs=a.proxy_epochs, imgsz=a.imgsz, batch=a.batch,
-                                        device=a.device, seeds=(a.seed,), proxy=key, verbose=a.verbose,
-                                        space=a.space, anchor=a.band_point, train_imgsz=a.proxy_imgsz), "score")
+                                        device=a.device, seeds=(a.seed,), verbose=a.verbose, space=a.space,
+                                        anchor=a.band_point, train_imgsz=a.proxy_imgsz,
+                                        **({"proxy": key} if base == "zero-cost" else {"score": key or "map"})),
+                        "score")
         else:
             raise UserError(f"unknown {flag} '{spec}': use short-train[:map|loss_drop|val_loss|train_loss], "
                             f"zero-cost:<proxy> or one of {', '.join(ESTIMATORS)}")

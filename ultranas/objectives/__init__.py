@@ -11,7 +11,7 @@ from .complexity import GFLOPsObjective, MapObjective, ParamsObjective
 from .int8 import Int8DropObjective
 from .latency import LatencyObjective
 
-OBJECTIVES = Registry("objective")
+OBJECTIVES = Registry("objective", group="objectives")
 
 
 def register_objective(cls: type[Objective]) -> type[Objective]:

@@ -31,6 +31,7 @@ class Objective(ABC):
     label: str = ""  # the metric's name with its unit, as the optuna dashboard shows it (default: ``name``)
     direction: str = "minimize"  # or "maximize"
     cheap: bool = True  # known before training: usable for constraints and screening
+    reads: tuple[str, ...] = ()  # search settings it reads (e.g. int8_drop: single_cls)
 
     @abstractmethod
     def value(self, candidate: Candidate, results: dict | None = None) -> float: ...

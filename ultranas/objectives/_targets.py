@@ -175,7 +175,7 @@ def _trt_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[
     return run
 
 
-TARGETS = Registry("latency target")
+TARGETS = Registry("latency target", group="latency_targets")
 
 
 def register_target(target: LatencyTarget) -> LatencyTarget:

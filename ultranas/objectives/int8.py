@@ -37,6 +37,7 @@ class Int8DropObjective(Objective):
     """
 
     name, direction, cheap, label = "int8_drop", "minimize", False, "mAP50-95 lost in INT8"
+    reads = ("single_cls",)
 
     def __init__(self, data=None, calib_images: int = 128, single_cls: bool = False):
         check_int8_available()

@@ -23,6 +23,7 @@ class Strategy:
     """One search strategy. ``sampler`` is what optuna uses for the decisions the strategy leaves open."""
 
     name: str = ""
+    reads: tuple[str, ...] = ()  # search settings it reads beyond the space and seed (e.g. darts: epochs, batch)
 
     def __init__(self, space: SearchSpace, seed: int = 0):
         self.space, self.seed = space, seed

@@ -20,6 +20,7 @@ from ._evolution import EvolutionStrategy
 
 class DartsStrategy(EvolutionStrategy):
     name = "darts"
+    reads = ("epochs", "batch")  # the relaxed supernet's training (at --proxy-imgsz)
 
     def __init__(self, *args, penalty: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)

@@ -11,9 +11,9 @@ import random
 
 import optuna
 
-from ..engine import propose_genotype, suggest_genotype
 from ..space import SearchSpace
 from ..strategies import make_strategy
+from ..trial_loop import propose_genotype, suggest_genotype
 
 
 def target_design(space: SearchSpace, seed: int) -> dict:

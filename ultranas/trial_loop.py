@@ -1,0 +1,293 @@
+"""The trial loop of one worker: propose (the strategy, or its optuna sampler) -> screen (validity, duplicates,
+hard limits, latency band; cheap, before any training) -> estimate -> tell, until the study's budget is spent.
+
+Every strategy's trials are spread over the latency bands: a design it proposes itself is screened against the
+band whose turn it is before it is queued, and a design its optuna sampler picks inside the trial (tpe, nsga2) is
+screened there against the band recorded on the trial. A design that fails to build, train or export fails alone
+(``TRIAL_ERRORS``); any other exception is a bug in ultranas or a plug-in: it stops the search, with the traceback
+saved in the run (``error.txt``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import socket
+import time
+import traceback
+
+import optuna
+import torch
+
+from .bands import next_band
+from .context import SearchContext
+from .data_profile import kept_points, points_first, scale_suits
+from .errors import RunFailed, UserError
+from .estimation import Pruned
+from .fsutil import ask_lock, atomic_write_text
+from .progress import Ticker, search_bar, search_status
+from .space import SearchSpace
+from .storage import fail_stale, heartbeat
+from .strategies import pareto_fitness
+from .trials import (
+    COUNTED,
+    add_screened,
+    counted,
+    done_by_hash,
+    gives_way,
+    requeue,
+    seen_hashes,
+    tell_uncounted,
+    usable,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+TS = optuna.trial.TrialState
+MAX_SCREENED = 500  # proposals in a row that fail the screen before the search gives up
+SAMPLER_MISSES = 3  # an optuna sampler's designs in a row outside the band whose turn it is, before a band mutation
+# what a design that cannot be built, trained, timed or exported raises: shape and numerics (RuntimeError, ValueError
+# from torch's layer checks, FloatingPointError), memory, and UserError (a design the data or target cannot take)
+TRIAL_ERRORS = (RuntimeError, FloatingPointError, ValueError, torch.OutOfMemoryError, UserError)
+
+
+def warm_start(ctx: SearchContext) -> None:
+    """Queue the hand-designed baselines (:meth:`SearchContext.baselines`) once, before any strategy proposal: the
+    references first (they anchor the bands and the re-rank), then the others in the order the data suggests (of
+    the hand-scaled ones, those at the input sizes the data profile favours)."""
+    if not ctx.cfg.warm_start or ctx.study.user_attrs.get("warm_started"):
+        return
+    profile = getattr(ctx, "profile", None)
+    order = points_first(ctx.baselines(), profile, kept_points(ctx.cfg), say=True)
+    order = [(n, g) for n, g in order if n in ctx.space.points or n in kept_points(ctx.cfg)
+             or scale_suits(profile, g.get("input_scale", 1.0))]  # the final stage compares with all of them
+    for name, point in sorted(order, key=lambda item: item[0] not in ctx.cfg.references):
+        ctx.study.enqueue_trial(point, user_attrs={"point": name})
+    ctx.study.set_user_attr("warm_started", True)
+
+
+def _history(ctx: SearchContext, band) -> tuple[list, list[float]]:
+    """What a strategy may see: completed trials (of ``band``, ranked by score; or all, by Pareto fitness)."""
+    done = usable(ctx.study, deepcopy=True)
+    if band is not None:
+        done = [t for t in done if t.user_attrs.get("info", {}).get("band") == band.reference]
+        return done, [t.user_attrs["metrics"]["score"] for t in done]
+    return done, pareto_fitness([t.values for t in done], ctx.directions)
+
+
+def suggest_genotype(space: SearchSpace, trial: optuna.Trial) -> dict:
+    """The trial's design: each decision suggested (fixed when the trial was enqueued, else the sampler's choice)."""
+    return {d: trial.suggest_categorical(d, list(c)) for d, c in space.decisions.items()}
+
+
+def propose_genotype(strategy, space: SearchSpace, history, fitness, seed: int, n_trials: int,
+                     attempt: int = 0) -> dict | None:
+    """The strategy's proposal with the engine's random stream (seeded by run seed, trial count and attempt)."""
+    return strategy.propose(history, fitness, random.Random(f"{seed}-{n_trials}-{attempt}"))
+
+
+def propose(ctx: SearchContext) -> str | None:
+    """Enqueue the strategy's next design that passes the screen (cheap checks only; nothing is trained here), in
+    the latency band whose turn it is (the one with the fewest counted trials).
+
+    A strategy that leaves the choice to its optuna sampler enqueues nothing: the band is returned, recorded on the
+    trial the sampler fills, and the design screened against it inside the trial (:func:`evaluate_trial`). When the
+    sampler has missed the band ``SAMPLER_MISSES`` times since the band's last counted trial (NSGA-II's first
+    generation is uniform, and few designs are as fast as a small reference), the band's turn goes to a mutation of
+    its best design so far (its reference at first), screened here like any proposal.
+    """
+    counts: dict[str, int] = {}
+    for t in ctx.study.get_trials(deepcopy=False, states=COUNTED):
+        if not t.user_attrs.get("uncounted") and (band := t.user_attrs.get("info", {}).get("band")):
+            counts[band] = counts.get(band, 0) + 1
+    band = next_band(ctx.bands, counts) if ctx.bands else None
+    history, fitness = _history(ctx, band)
+    seen, t0 = seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter()
+    told = 0  # proposals turned away so far that the study has been told of (a progress bar elsewhere shows them)
+    for attempt in range(MAX_SCREENED):
+        g = propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed, len(ctx.study.trials), attempt)
+        if g is None and band is not None and _sampler_missed(ctx.study, band.reference):
+            g = _band_mutation(ctx, band.reference, history, fitness, attempt)
+        if g is None:
+            return band.reference if band else None  # the sampler proposes inside the trial
+        if not ctx.space.check(g)[0] or (h := ctx.space.design_hash(g, ctx.nc)) in seen:
+            continue
+        seen.add(h)
+        try:
+            cand = ctx.candidate(g, ctx.run_dir / "trials")
+            accepted = ctx.judge(cand) is None and (band is None or cand.info["band"] == band.reference)
+        except TRIAL_ERRORS:
+            accepted = True  # cannot be built or timed: the trial records why, as a failed design
+        if accepted:
+            ctx.study.enqueue_trial(g)
+            add_screened(ctx.study, attempt - told, time.perf_counter() - t0)
+            return None
+        add_screened(ctx.study, attempt + 1 - told)  # built and timed, then screened out: about a second each
+        told = attempt + 1
+    add_screened(ctx.study, MAX_SCREENED - told, time.perf_counter() - t0)
+    raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
+                    + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"
+                    " relax the limits or lower --trials")
+
+
+def _sampler_missed(study: optuna.Study, band: str) -> bool:
+    """Whether the sampler's last ``SAMPLER_MISSES`` designs for ``band`` (since its last counted trial) were not
+    trained: invalid, duplicates, or screened out (most often: in another band)."""
+    misses = 0
+    for t in reversed(study.get_trials(deepcopy=False)):
+        if t.user_attrs.get("info", {}).get("band") == band and not t.user_attrs.get("uncounted") \
+                and t.state in COUNTED:
+            return False
+        if t.user_attrs.get("band_turn") == band and t.user_attrs.get("uncounted"):
+            misses += 1
+            if misses >= SAMPLER_MISSES:
+                return True
+    return False
+
+
+def _band_mutation(ctx: SearchContext, band: str, history, fitness, attempt: int) -> dict:
+    """A one- or two-decision mutation of the band's best design so far (its reference when it has none)."""
+    rng = random.Random(f"{ctx.cfg.seed}-{len(ctx.study.trials)}-{attempt}-band")
+    parent = max(zip(history, fitness), key=lambda tf: tf[1])[0].user_attrs["genotype"] if history \
+        else ctx.references[band].genotype
+    return ctx.space.mutate(parent, rng, k=1 + attempt % 2)
+
+
+def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float | None]:
+    """Ask, build, screen, estimate and tell one trial. Returns (state, score)."""
+    g = suggest_genotype(ctx.space, trial)
+    ok, reason = ctx.space.check(g)
+    if not ok:
+        return tell_uncounted(ctx.study, trial, f"invalid design: {reason}", TS.FAIL, "invalid")
+    h = ctx.space.design_hash(g, ctx.nc)
+    trial.set_user_attr("genotype", g)
+    trial.set_user_attr("hash", h)
+    if (twin := done_by_hash(ctx.study).get(h)) is not None:
+        for k in ("metrics", "info"):
+            if k in twin.user_attrs:
+                trial.set_user_attr(k, twin.user_attrs[k])
+        trial.set_user_attr("duplicate_of", twin.number)
+        trial.set_user_attr("uncounted", True)
+        ctx.study.tell(trial, twin.values)
+        return "duplicate", None
+    if any(t.user_attrs.get("hash") == h and t.number != trial.number
+           for t in ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))):
+        return tell_uncounted(ctx.study, trial, "the same design is being evaluated by another worker", TS.FAIL,
+                               "duplicate")
+    t0 = time.time()
+    try:
+        cand = ctx.trial_candidate(g, trial.number)
+        prior = trial.user_attrs.get("info", {})
+        if "latency_vs" in prior and "latency_ms" not in cand.info:
+            cand.info.update(prior)  # a retry keeps the judgement that let it in (measured on the first worker's host)
+        screened = ctx.judge(cand)
+        trial.set_user_attr("info", cand.info)
+        if screened is None and (turn := trial.user_attrs.get("band_turn")) and cand.info.get("band") != turn:
+            screened = f"in band {cand.info['band']}, not in band {turn} whose turn it is"
+        if screened is not None:
+            return tell_uncounted(ctx.study, trial, f"screened: {screened}", TS.PRUNED, "screened")
+        cand.workdir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cand.workdir / "model.yaml", ctx.space.to_yaml(g, ctx.nc))
+        if ctx.halving and ctx.estimator.trains:
+            result = ctx.halving.run(ctx.estimator, cand, ctx.study, trial)
+        else:
+            result = ctx.estimator.estimate(cand)
+        values = [o.value(cand, result) for o in ctx.objectives]
+        if not all(math.isfinite(v) for v in values):
+            raise FloatingPointError(f"non-finite objective values {values}")
+        trial.set_user_attr("metrics", {k: v for k, v in result.items() if isinstance(v, (int, float, str))})
+        trial.set_user_attr("time_s", round(time.time() - t0, 2))
+        ctx.study.tell(trial, values)
+        return "complete", result["score"]
+    except Pruned as p:
+        trial.set_user_attr("metrics", {k: v for k, v in p.result.items() if isinstance(v, (int, float, str))})
+        trial.set_user_attr("failure", str(p))
+        ctx.study.tell(trial, state=TS.PRUNED)
+        return "pruned", None
+    except KeyboardInterrupt:
+        trial.set_user_attr("failure", "interrupted (Ctrl-C); re-queued")
+        trial.set_user_attr("uncounted", True)
+        ctx.study.tell(trial, state=TS.FAIL)
+        requeue(ctx.study, trial.params, trial.user_attrs, trial.number)
+        raise
+    except TRIAL_ERRORS as e:
+        kind = "out of memory" if isinstance(e, torch.OutOfMemoryError) else type(e).__name__
+        trial.set_user_attr("failure", f"{kind}: {_first_line(e)}")
+        trial.set_user_attr("time_s", round(time.time() - t0, 2))
+        ctx.study.tell(trial, state=TS.FAIL)
+        return "failed", None
+    except Exception as e:  # not the design's failure: a bug, which must not be recorded as a bad design
+        trial.set_user_attr("failure", f"internal error {type(e).__name__}: {_first_line(e)}")
+        trial.set_user_attr("uncounted", True)
+        ctx.study.tell(trial, state=TS.FAIL)
+        raise stopped(ctx, e, f"trial {trial.number}") from e
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+
+
+def stopped(ctx: SearchContext, e: Exception, where: str) -> RunFailed:
+    """The error that stops the search on an unexpected exception ``e`` (a bug in ultranas or a plug-in), with its
+    traceback saved as ``error.txt`` in the run."""
+    path = ctx.run_dir / "error.txt"
+    try:
+        atomic_write_text(path, f"{where}, worker {socket.gethostname()}:{os.getpid()}\n{traceback.format_exc()}")
+    except OSError:
+        path = None
+    saved = f"the traceback is in {path}" if path else "the traceback could not be saved"
+    return RunFailed(f"the search stopped on an internal error in {where} ({type(e).__name__}: {_first_line(e)}); "
+                     f"{saved}; please report it")
+
+
+def _propose(ctx: SearchContext) -> str | None:
+    try:
+        return propose(ctx)
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise stopped(ctx, e, "a proposal") from e
+
+
+def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -> None:
+    """Evaluate trials until the study has ``cfg.trials`` counted trials (shared across workers), then wait for the
+    trials other workers are still running (a dead worker's trial is failed after its heartbeat grace and retried)."""
+    without_progress = 0
+    bar = search_bar(ctx.cfg, counted(ctx.study), "ultranas search", progress)
+    start, spent = time.time(), float(ctx.study.user_attrs.get("search_s", 0.0))  # earlier sessions of this run
+    ticker = Ticker(bar, lambda: search_status(ctx.study, ctx.cfg, lambda: spent + time.time() - start))
+    try:
+        with ticker:
+            while counted(ctx.study) < ctx.cfg.trials:
+                elapsed = spent + time.time() - start
+                ctx.study.set_user_attr("search_s", round(elapsed, 1))
+                if ctx.cfg.time_limit is not None and elapsed >= 60 * ctx.cfg.time_limit:
+                    print(f"ultranas: the search's {ctx.cfg.time_limit:g} min" + (
+                        f" (of the {ctx.cfg.budget:g} min budget)" if ctx.cfg.budget else " (--time-limit)")
+                        + f" are up after {counted(ctx.study)} trials")
+                    break
+                if without_progress > MAX_SCREENED:
+                    raise UserError("the strategy keeps proposing invalid, screened or already-evaluated designs; "
+                                    "the space may be exhausted: lower --trials, relax the limits or widen the space")
+                fail_stale(ctx.study)
+                waiting = ctx.study.get_trials(deepcopy=False, states=(TS.WAITING,))
+                running = ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))
+                if running and counted(ctx.study) + len(running) >= ctx.cfg.trials:
+                    time.sleep(poll_s)  # the rest of the budget is being evaluated by other workers
+                    continue
+                with ask_lock(ctx.run_dir):  # local siblings: one takes a queued trial at a time, and names itself
+                    turn = _propose(ctx) if not waiting else None
+                    trial = ctx.study.ask()
+                    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+                    if turn is not None:
+                        trial.set_user_attr("band_turn", turn)  # the sampler's design is screened against it
+                if gives_way(ctx.study, trial, ctx.cfg.trials):
+                    time.sleep(poll_s)
+                    continue
+                with heartbeat(ctx.study, trial):
+                    state, score = evaluate_trial(ctx, trial)
+                without_progress = without_progress + 1 if state in ("invalid", "duplicate", "screened") else 0
+                bar.n = min(counted(ctx.study), ctx.cfg.trials)
+                ticker.tick()
+    finally:
+        bar.close()
