@@ -4,6 +4,7 @@ fallbacks, and resume that refuses settings which would change what finished tri
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 import torch
@@ -85,6 +86,45 @@ def test_comparison_has_per_seed_columns_and_the_verdict_is_printed(two_refs):
     assert all(r["judged_on"] == "val" and r["n_images"] == "4" for r in rows)
 
 
+def _final_results(run) -> dict:
+    """(design hash, seed) -> that final training's result, as the final stage recorded it in the study."""
+    import optuna
+
+    study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
+    out = {}
+    for key, result in study.user_attrs.items():
+        if key.startswith("final:"):  # final:<version>|<data>|<data id>|<hash>|<imgsz>|e..|b..|f..|s<seed>[|origin]
+            parts = key.split("|")
+            out[parts[3], int(parts[8][1:])] = result
+    return out
+
+
+def test_each_comparison_row_and_checkpoint_holds_its_own_models_results(two_refs):
+    """Every model in comparison.csv (found, reference, hand-designed) carries the numbers of its own trainings, and
+    found_*.pt is the found design's shipped-seed training with the found and reference stats in their places:
+    swapping two models' results, rows or checkpoints fails here even where every mAP is 0 (training times differ)."""
+    run, _ = two_refs
+    finals = _final_results(run)
+    rows = list(csv.DictReader((run / "comparison.csv").read_text().splitlines()))
+    assert rows and all((r["hash"], s) in finals for r in rows for s in (0, 1))
+    for r in rows:
+        own = [finals[r["hash"], s] for s in (0, 1)]
+        assert [float(r["map50_95_s0"]), float(r["map50_95_s1"])] == [round(x["map"], 4) for x in own], r
+        assert float(r["train_s"]) == pytest.approx(sum(x["train_s"] for x in own), abs=0.11), r
+        assert int(r["n_images"]) == own[0]["n_images"] == own[1]["n_images"]
+    for ref in ("yolo11n", "yolo26n"):
+        found = next(r for r in rows if r["reference"] == ref and r["role"] == "found")
+        base = next(r for r in rows if r["reference"] == ref and r["role"] == "reference")
+        assert found["model"] == f"found_{ref}" and base["model"] == ref
+        ckpt = load_checkpoint(run / f"found_{ref}.pt")
+        info = ckpt["ultranas"]
+        assert info["hash"] == found["hash"] and info["same_as_reference"] == (found["hash"] == base["hash"])
+        shipped = Path(finals[found["hash"], info["shipped_seed"]]["best"])  # .../<name>/weights/best.pt
+        assert ckpt["train_args"]["name"] == shipped.parent.parent.name
+        assert info["map50_95"]["values"] == [float(found["map50_95_s0"]), float(found["map50_95_s1"])]
+        assert info["reference_map50_95"]["values"] == [float(base["map50_95_s0"]), float(base["map50_95_s1"])]
+
+
 def test_rerank_rescores_each_bands_best_and_its_reference_before_the_final_choice(two_refs):
     import optuna
 
@@ -158,8 +198,22 @@ def test_a_search_where_no_design_completes_fails_loudly(tmp_path, run_cli):
     assert not list((tmp_path / "p").rglob("found_*.pt"))
 
 
-def test_cpu_threads_are_left_alone():
-    assert torch.get_num_threads() >= 1
+@pytest.mark.xfail(strict=True, reason="Ultralytics' select_device() sets torch.set_num_threads(min(8, cores - 1)) on "
+                   "every in-process train/validate and ultranas does not restore the caller's count (reported)")
+def test_cpu_threads_are_left_alone(tmp_path):
+    """The Python API leaves the calling process's torch threads as it found them (a distinctive count, 3, that
+    neither a worker's share of the cores nor Ultralytics' default gives on a 2-core machine)."""
+    from ultranas.engine import search
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        search(data="coco8.yaml", trials=1, epochs=1, imgsz=32, proxy_imgsz=32, batch=4, final=False,
+               objectives=["map"], project=tmp_path, progress=False)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert after == 3
 
 
 def test_the_winner_is_the_best_rank_that_fits_and_of_equal_ranks_the_fastest():

@@ -190,9 +190,13 @@ def test_relative_latency_constraint_keeps_only_designs_no_slower_than_yolo11n(t
 
 def test_search_with_the_fast_trainer(tmp_path, synthetic):
     run = search(data=str(synthetic), strategy="random", trials=3, warm_start=False, project=tmp_path,
-                 objectives=["map", "latency"], trainer="fast", epochs=2, imgsz=64, batch=16, final=False, focus="front",
+                 objectives=["map", "latency"], trainer="fast", epochs=4, imgsz=64, batch=8, final=False, focus="front",
                  progress=False)
     study = optuna.load_study(study_name="exp", storage=f"sqlite:///{run / 'study.db'}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 3 and all(0.0 <= t.values[0] <= 1.0 for t in done)
-    assert all(t.user_attrs["metrics"]["train_s"] > 0 for t in done)
+    metrics = [t.user_attrs["metrics"] for t in done]
+    assert all(m["train_s"] > 0 and m["epochs"] == 4 and m["val_loss"] > 0 for m in metrics)
+    # the designs learn: 40 steps take the best one's val loss ~18 % below its loss at initialisation (measured
+    # 0.17-0.18; a trainer that takes no optimiser step stays within 3 % of it: batch norm statistics alone)
+    assert max(m["loss_drop"] for m in metrics) > 0.08, metrics
