@@ -5,6 +5,7 @@ The training split is decoded once onto the device (:class:`DeviceDataset`) and 
 bf16 autocast, channels_last). The schedule is :func:`compressed_schedule`'s: SGD lr0 0.02, nesterov, momentum
 0.937, Ultralytics' three parameter groups, linear warmup over ~10 % of the run (bias lr from 0.1, momentum from
 0.8), linear decay to ``lrf``, mosaic closed for the last ~25 %, gradients clipped at 10, no accumulation.
+The loop (schedule, augmentation, core lock, callbacks) is :class:`TrainLoop`'s, shared with the supernet trainer.
 Each EMA model is then scored by Ultralytics' ``DetectionValidator`` on the val split. See ``docs/fast_train.md``.
 """
 
@@ -21,8 +22,10 @@ from .. import cores, ultra
 from ..fsutil import atomic_write_text
 from ..objectives._base import Candidate
 from ._base import SCORES, TrainingEstimator, signed_score
-from ._device_data import DeviceAugment, DeviceDataset
-from ._short_train import compressed_schedule
+from ._device_data import DeviceDataset
+from ._loop import TrainLoop, param_groups, sgd_step
+from ._loop import set_lr as set_lr  # re-exported: supernet/_darts.py imports these two from here
+from ._loop import warmup_steps as warmup_steps
 from ._torch import seeded, torch_device
 
 KEEP_BYTES = 1 << 30  # decoded splits of other image sizes kept while they fit (device memory)
@@ -40,47 +43,6 @@ def _to_float(x):
     return x
 
 
-def param_groups(model: nn.Module, lr: float, momentum: float, decay: float) -> list[dict]:
-    """Ultralytics' SGD groups: weights with decay, normalisation weights and biases without."""
-    norm = tuple(v for k, v in nn.__dict__.items() if "Norm" in k)
-    weights, norms, biases = [], [], []
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if p.requires_grad:
-                (biases if "bias" in name else norms if isinstance(module, norm) else weights).append(p)
-    common = {"lr": lr, "momentum": momentum, "nesterov": True}
-    return [{"params": weights, **common, "weight_decay": decay, "param_group": "weight"},
-            {"params": norms, **common, "weight_decay": 0.0, "param_group": "bn"},
-            {"params": biases, **common, "weight_decay": 0.0, "param_group": "bias"}]
-
-
-def set_lr(optimizer: torch.optim.Optimizer, ni: int, total: int, nw: int, lr0: float, lrf: float, momentum: float,
-           hyp) -> None:
-    """Step ``ni`` of ``total``: linear decay to ``lr0 * lrf``; during the ``nw`` warmup steps bias lr falls from
-    ``hyp.warmup_bias_lr``, the rest rise from 0, momentum rises from ``hyp.warmup_momentum``."""
-    target = lr0 * ((1 - ni / total) * (1 - lrf) + lrf)
-    for g in optimizer.param_groups:
-        if ni < nw:
-            start = hyp.warmup_bias_lr if g["param_group"] == "bias" else 0.0
-            g["lr"] = start + (target - start) * ni / nw
-            g["momentum"] = hyp.warmup_momentum + (momentum - hyp.warmup_momentum) * ni / nw
-        else:
-            g["lr"], g["momentum"] = target, momentum
-
-
-def schedule_steps(n_images: int, batch: int, epochs: int) -> tuple[int, int, int]:
-    """(batches per epoch, warmup steps, epochs with mosaic open) of :func:`compressed_schedule` over ``n_images``;
-    a 1-image tail batch is dropped (it would break BatchNorm)."""
-    sched = compressed_schedule(epochs, batch)
-    nb = math.ceil(n_images / batch) - (n_images % batch == 1)
-    return nb, warmup_steps(sched, epochs, nb), epochs - sched["close_mosaic"]
-
-
-def warmup_steps(sched: dict, epochs: int, nb: int) -> int:
-    """Warmup steps of a ``compressed_schedule`` with ``nb`` batches per epoch (never the whole run)."""
-    return round(min(sched["warmup_epochs"], max(epochs - 1, 0)) * nb)
-
-
 class _Run:
     """One candidate in training: model, optimizer, EMA, its CUDA stream and loss bookkeeping."""
 
@@ -90,7 +52,7 @@ class _Run:
         self.loss_sum, self.failed, self.epoch_losses = None, None, []
 
 
-class FastTrainer:
+class FastTrainer(TrainLoop):
     """Train K rendered designs at once on one device-resident, device-augmented copy of the data.
 
     Args:
@@ -110,6 +72,8 @@ class FastTrainer:
         verbose: show Ultralytics' validation output.
         val_data: the val split as a :class:`DeviceDataset` at ``imgsz`` for the validation loss (reused across
             trainers; default: decoded on first use).
+        on_epoch: called with the number of epochs done after each epoch (progress; an ``on_train_epoch_end``
+            callback). More callbacks: :meth:`add_callback` (``runs``: the designs in training).
     """
 
     def __init__(self, data, imgsz: int = 128, epochs: int = 10, batch: int = 16, device: str = "cpu", seed: int = 0,
@@ -118,21 +82,18 @@ class FastTrainer:
                  compile: bool = False, val_batch: int | None = None, verbose: bool = False,
                  val_data: DeviceDataset | None = None, on_epoch: Callable[[int], None] | None = None):
         self.device = torch_device(device)
-        self.on_epoch = on_epoch  # called with the epochs done after each epoch (progress)
         if isinstance(data, DeviceDataset):
             if data.imgsz != imgsz or data.device != self.device:
                 raise ValueError(f"DeviceDataset is {data.imgsz} px on {data.device}, trainer wants {imgsz} px on "
                                  f"{self.device}")
-            self.data = data
         else:
-            self.data = DeviceDataset(data, imgsz, self.device, "train", fraction, single_cls)
-        self.imgsz, self.epochs, self.batch, self.seed = int(imgsz), int(epochs), int(batch), int(seed)
-        self.lr0, self.lrf, self.momentum, self.weight_decay = lr0, lrf, momentum, weight_decay
-        self.mosaic, self.amp, self.compile = mosaic, bf16_supported(self.device) if amp is None else amp, compile
+            data = DeviceDataset(data, imgsz, self.device, "train", fraction, single_cls)
+        super().__init__(data, epochs, batch, seed, lr0, lrf, momentum, weight_decay, mosaic)
+        self.imgsz, self.amp, self.compile = int(imgsz), bf16_supported(self.device) if amp is None else amp, compile
         self.val_batch, self.verbose, self._val_data = val_batch or 2 * self.batch, verbose, val_data
-        self.hyp = ultra.hyperparameters(epochs=self.epochs, imgsz=self.imgsz, batch=self.batch, lr0=lr0, lrf=lrf,
-                                         momentum=momentum, weight_decay=weight_decay,
-                                         single_cls=self.data.single_cls)
+        self.runs: list[_Run] = []
+        if on_epoch is not None:
+            self.add_callback("on_train_epoch_end", lambda trainer: on_epoch(trainer.epoch + 1))
 
     # -- setup --------------------------------------------------------------------------------------------------
     def _build(self, model_dict: dict, init: Callable[[nn.Module], None] | None = None) -> _Run:
@@ -149,18 +110,15 @@ class FastTrainer:
             run.forward = torch.compile(model)
         return run
 
-    def _set_lr(self, runs: list[_Run], ni: int, nb: int, nw: int) -> None:
-        for run in runs:
-            set_lr(run.optimizer, ni, nb * self.epochs, nw, self.lr0, self.lrf, self.momentum, self.hyp)
-
     # -- training -----------------------------------------------------------------------------------------------
-    def _step(self, runs: list[_Run], batch: dict) -> None:
+    def train_step(self, batch: dict) -> None:
         """One optimizer step for every live run on the same batch.
 
         On CUDA all forwards are queued first, each on its run's stream, so the models overlap on the GPU; the
         main stream waits for every run before the next batch is made. On CPU each run does its whole step in
         turn (one autograd graph alive at a time).
         """
+        runs = [r for r in self.runs if r.failed is None]
         main = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
         if main is None:
             for run in runs:
@@ -185,19 +143,19 @@ class FastTrainer:
         """Ultralytics' loss (in fp32), backward, clip at 10, SGD step, EMA update."""
         loss, total = ultra.detection_loss(run.model, batch, _to_float(preds))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm=10.0)
-        run.optimizer.step()
-        run.optimizer.zero_grad(set_to_none=True)
+        sgd_step(run.optimizer, run.model.parameters())
         run.ema.update(run.model)
         run.loss_sum = total if run.loss_sum is None else run.loss_sum + total
 
-    def _end_epoch(self, runs: list[_Run], epoch: int, nb: int) -> None:
-        for run in runs:
+    def end_epoch(self) -> None:
+        for run in self.runs:
+            if run.failed is not None:
+                continue
             ultra.epoch_end(run.model)  # E2E heads: shift weight from one-to-many to one-to-one, per epoch
             if run.loss_sum is not None:
-                run.epoch_losses.append(float(run.loss_sum) / nb)
+                run.epoch_losses.append(float(run.loss_sum) / self.nb)
                 if not math.isfinite(run.epoch_losses[-1]):
-                    run.failed = f"non-finite training loss in epoch {epoch + 1} (diverged)"
+                    run.failed = f"non-finite training loss in epoch {self.epoch + 1} (diverged)"
             run.loss_sum = None
 
     def train(self, model_dicts: list[dict], inits: list | None = None) -> list[dict]:
@@ -208,7 +166,7 @@ class FastTrainer:
         ``train_loss`` (mean training loss of the last epoch), ``val_loss`` (the EMA model's loss on the val split),
         ``loss_drop`` (``1 - val_loss / val_loss at initialisation``: a share, comparable across head types whose
         losses are not),
-        ``train_s`` (the shared training loop), ``img_per_s`` (this model's images / ``train_s``: K models
+        ``train_s`` (seconds in the shared training steps), ``img_per_s`` (this model's images / ``train_s``: K models
         together train K times that), ``val_s``, ``epochs``, ``imgsz``, ``batch`` and ``gpu_mem_gb`` on CUDA
         (peak allocated during the whole K-model training loop, validation excluded). A design that diverges
         gets ``failed`` with the reason and NaN metrics; the others go on.
@@ -216,33 +174,13 @@ class FastTrainer:
         cuda = self.device.type == "cuda"
         if cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
-        runs = [self._build(md, init) for md, init in zip(model_dicts, inits or [None] * len(model_dicts), strict=True)]
+        self.runs = runs = [self._build(md, init)
+                            for md, init in zip(model_dicts, inits or [None] * len(model_dicts), strict=True)]
         t0 = time.perf_counter()
         at_init = [self.val_loss(run.ema.ema) for run in runs]  # the same for every design of one head type
         init_s = (time.perf_counter() - t0) / len(runs)
-        gen = torch.Generator(device=self.device).manual_seed(self.seed)
-        augment = DeviceAugment.from_hyp(self.data, gen, self.hyp)
-        n = len(self.data)
-        nb, nw, mosaic_epochs = schedule_steps(n, self.batch, self.epochs)
-        seen, ni = 0, 0
-        if cuda:
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        for epoch in range(self.epochs):
-            mosaic = self.mosaic if epoch < mosaic_epochs else 0.0
-            order = torch.randperm(n, generator=gen, device=self.device)
-            for i in range(nb):
-                self._set_lr(runs, ni, nb, nw)
-                idx = order[i * self.batch:(i + 1) * self.batch]
-                with cores.training():  # a sibling process timing a design waits for this step, and vice versa
-                    self._step([r for r in runs if r.failed is None], augment(idx, mosaic))
-                seen, ni = seen + len(idx), ni + 1
-            self._end_epoch([r for r in runs if r.failed is None], epoch, nb)
-            if self.on_epoch is not None:
-                self.on_epoch(epoch + 1)
-        if cuda:
-            torch.cuda.synchronize(self.device)
-        train_s = time.perf_counter() - start
+        self.fit([run.optimizer for run in runs])
+        train_s, seen, epochs = self.train_s, self.seen, self.epoch + 1 if self.stop else self.epochs
         peak_gb = torch.cuda.max_memory_allocated(self.device) / 2**30 if cuda else None
         self.trained = [run.ema.ema for run in runs]  # the EMA models, as validated (kept for the caller)
         results = []
@@ -256,7 +194,7 @@ class FastTrainer:
                     res["loss_drop"] = 1 - res["val_loss"] / init
                 except FloatingPointError as e:
                     run.failed = str(e)
-            res.update(train_s=round(train_s, 3), img_per_s=round(seen / train_s, 2), epochs=self.epochs,
+            res.update(train_s=round(train_s, 3), img_per_s=round(seen / train_s, 2), epochs=epochs,
                        imgsz=self.imgsz, batch=self.batch, val_s=round(time.perf_counter() - t0 + init_s, 3))
             if cuda:
                 res["gpu_mem_gb"] = round(peak_gb, 3)

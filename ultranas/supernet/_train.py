@@ -3,24 +3,24 @@
 Every step trains, on the same augmented batch, the largest subnet (the anchor design at its widest and deepest:
 the teacher), the smallest one (random paths at the smallest widths and depths) and ``random_subnets`` designs drawn
 from the space; the others also learn the teacher's class scores (BigNAS/OFA's sandwich rule and in-place
-distillation). Gradients of all of them add up before one SGD step. Data, augmentation and the schedule are the fast
-trainer's (device-resident split, batched augmentation, SGD lr0 0.02 with warmup and linear decay, mosaic closed
-for the last ~25 %). A checkpoint is written after every epoch; a killed training resumes from the last one.
+distillation). Gradients of all of them add up before one SGD step. The loop is the fast trainer's
+(:class:`~ultranas.estimation._loop.TrainLoop`: device-resident split, batched augmentation, SGD lr0 0.02 with warmup
+and linear decay, mosaic closed for the last ~25 %, callbacks). A checkpoint is written after every epoch; a killed
+training resumes from the last one.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .. import cores, ultra
-from ..estimation._device_data import DeviceAugment, DeviceDataset
-from ..estimation._fast_train import param_groups, schedule_steps, set_lr
+from .. import ultra
+from ..estimation._device_data import DeviceDataset
+from ..estimation._loop import TrainLoop, param_groups, sgd_step
 from ..fsutil import atomic_torch_save
 from ._layout import NotShareable
 from ._supernet import Supernet
@@ -31,7 +31,7 @@ def _scores(preds) -> torch.Tensor:
     return preds.get("one2many", preds)["scores"]
 
 
-class SupernetTrainer:
+class SupernetTrainer(TrainLoop):
     """Train ``supernet`` on ``data`` (a :class:`DeviceDataset` of the train split at the training size).
 
     Args:
@@ -43,17 +43,19 @@ class SupernetTrainer:
         distill: weight of the distillation loss (0: none).
         checkpoint: file written after every epoch and resumed from when it exists with the same settings.
         progress: show a progress bar.
+
+    Callbacks: :meth:`add_callback` (``losses``: mean loss per epoch so far).
     """
 
     def __init__(self, supernet: Supernet, data: DeviceDataset, epochs: int = 30, batch: int = 16, seed: int = 0,
                  lr0: float = 0.02, lrf: float = 0.01, momentum: float = 0.937, weight_decay: float = 5e-4,
                  mosaic: float = 1.0, random_subnets: int = 2, distill: float = 1.0, checkpoint: Path | None = None,
                  progress: bool = True):
-        self.supernet, self.data, self.epochs, self.batch, self.seed = supernet, data, int(epochs), int(batch), seed
-        self.lr0, self.lrf, self.momentum, self.weight_decay, self.mosaic = lr0, lrf, momentum, weight_decay, mosaic
-        self.random_subnets, self.distill, self.checkpoint, self.progress = random_subnets, distill, checkpoint, progress
-        self.hyp = ultra.hyperparameters(epochs=self.epochs, imgsz=data.imgsz, batch=self.batch, lr0=lr0, lrf=lrf,
-                                         momentum=momentum, weight_decay=weight_decay, single_cls=data.single_cls)
+        super().__init__(data, epochs, batch, seed, lr0, lrf, momentum, weight_decay, mosaic)
+        self.supernet, self.random_subnets, self.distill = supernet, random_subnets, distill
+        self.checkpoint, self.progress, self.losses = checkpoint, progress, []
+        if progress:
+            _add_progress_bar(self)
         self.settings = {"epochs": self.epochs, "batch": self.batch, "seed": seed, "imgsz": data.imgsz, "lr0": lr0,
                          "lrf": lrf, "momentum": momentum, "weight_decay": weight_decay, "mosaic": mosaic,
                          "random_subnets": random_subnets, "distill": distill, "images": len(data),
@@ -96,62 +98,73 @@ class SupernetTrainer:
                 loss = loss + self.distill * self.hyp.cls * len(img) * kd  # the scale of Ultralytics' class loss
             loss.backward()
             total += float(loss.detach())
-        torch.nn.utils.clip_grad_norm_(net.store.parameters(), max_norm=10.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        sgd_step(optimizer, net.store.parameters())
         return total
 
-    def _resume(self, optimizer, gen) -> tuple[int, list, float]:
+    # -- the loop's hooks -----------------------------------------------------------------------------------------
+    def resume(self) -> int:
+        self.losses = []
         if self.checkpoint is None or not Path(self.checkpoint).is_file():
-            return 0, [], 0.0
+            return 0
         state = torch.load(self.checkpoint, map_location=self.data.device, weights_only=True)
         if state.get("settings") != self.settings:
-            return 0, [], 0.0  # another supernet: train afresh (the file is overwritten after the first epoch)
+            return 0  # another supernet: train afresh (the file is overwritten after the first epoch)
         self.supernet.store.load_state_dict(state["store"])
-        optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"].cpu())  # a generator's state is a CPU ByteTensor on every device
-        return state["epoch"] + 1, state["losses"], state["train_s"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"].cpu())  # a generator's state is a CPU ByteTensor on every device
+        self.losses, self.train_s = state["losses"], state["train_s"]
+        return state["epoch"] + 1
+
+    def begin_epoch(self) -> None:
+        self.rng, self.epoch_loss = random.Random(f"{self.seed}:{self.epoch}"), 0.0
+
+    def train_step(self, batch: dict) -> None:
+        self.epoch_loss += self.step(batch, self.rng, self.optimizer)
+
+    def end_epoch(self) -> None:
+        for sub, _ in self.supernet._subnets.values():
+            ultra.epoch_end(sub)
+        self.losses.append(round(self.epoch_loss / self.nb, 4))
+        if not math.isfinite(self.losses[-1]):
+            raise FloatingPointError(f"supernet training diverged in epoch {self.epoch + 1}")
+
+    def save(self) -> None:
+        if self.checkpoint is not None:
+            atomic_torch_save({"settings": self.settings, "epoch": self.epoch, "store": self.supernet.store.state_dict(),
+                               "optimizer": self.optimizer.state_dict(), "generator": self.gen.get_state(),
+                               "losses": self.losses, "train_s": self.train_s}, self.checkpoint)
 
     def train(self) -> dict:
         """Train (or finish a killed training); returns ``epochs``, ``losses`` (mean per epoch), ``train_s``,
         ``steps`` and ``resumed_at`` (the first epoch this call ran)."""
-        net, dev = self.supernet, self.data.device
-        optimizer = torch.optim.SGD(param_groups(net.store, self.lr0, self.momentum, self.weight_decay))
-        gen = torch.Generator(device=dev).manual_seed(self.seed)
-        start, losses, train_s = self._resume(optimizer, gen)
-        augment = DeviceAugment.from_hyp(self.data, gen, self.hyp)
-        n = len(self.data)
-        nb, nw, mosaic_epochs = schedule_steps(n, self.batch, self.epochs)
-        bar = None
-        if self.progress and start < self.epochs:
+        self.optimizer = torch.optim.SGD(param_groups(self.supernet.store, self.lr0, self.momentum, self.weight_decay))
+        self.fit([self.optimizer])
+        return {"epochs": self.epochs, "losses": self.losses, "train_s": round(self.train_s, 2),
+                "steps": len(self.losses) * self.nb, "resumed_at": self.start_epoch}
+
+
+def _add_progress_bar(trainer: TrainLoop) -> None:
+    """A tqdm bar over the steps still to run, as callbacks."""
+    bars = []
+
+    def start(t: TrainLoop) -> None:
+        if t.start_epoch < t.epochs:
             from tqdm import tqdm
 
-            bar = tqdm(total=self.epochs * nb, initial=start * nb, desc="supernet", unit="step", leave=False)
-        for epoch in range(start, self.epochs):
-            t0, rng, epoch_loss = time.perf_counter(), random.Random(f"{self.seed}:{epoch}"), 0.0
-            mosaic = self.mosaic if epoch < mosaic_epochs else 0.0
-            order = torch.randperm(n, generator=gen, device=dev)
-            for i in range(nb):
-                set_lr(optimizer, epoch * nb + i, nb * self.epochs, nw, self.lr0, self.lrf, self.momentum, self.hyp)
-                batch = augment(order[i * self.batch:(i + 1) * self.batch], mosaic)
-                with cores.training():
-                    epoch_loss += self.step(batch, rng, optimizer)
-                if bar is not None:
-                    bar.update()
-            for sub, _ in net._subnets.values():
-                ultra.epoch_end(sub)
-            losses.append(round(epoch_loss / nb, 4))
-            if not math.isfinite(losses[-1]):
-                raise FloatingPointError(f"supernet training diverged in epoch {epoch + 1}")
-            train_s += time.perf_counter() - t0
-            if self.checkpoint is not None:
-                atomic_torch_save({"settings": self.settings, "epoch": epoch, "store": net.store.state_dict(),
-                                   "optimizer": optimizer.state_dict(), "generator": gen.get_state(),
-                                   "losses": losses, "train_s": train_s}, self.checkpoint)
-        if bar is not None:
-            bar.close()
-        return {"epochs": self.epochs, "losses": losses, "train_s": round(train_s, 2), "steps": self.epochs * nb,
-                "resumed_at": start}
+            bars.append(tqdm(total=t.epochs * t.nb, initial=t.start_epoch * t.nb, desc="supernet", unit="step",
+                             leave=False))
+
+    def update(t: TrainLoop) -> None:
+        if bars:
+            bars[-1].update()
+
+    def close(t: TrainLoop) -> None:
+        if bars:
+            bars.pop().close()
+
+    trainer.add_callback("on_train_start", start)
+    trainer.add_callback("on_train_batch_end", update)
+    trainer.add_callback("on_train_end", close)
 
 
 def load_trained(supernet: Supernet, checkpoint: Path) -> dict:
