@@ -198,8 +198,6 @@ def test_a_search_where_no_design_completes_fails_loudly(tmp_path, run_cli):
     assert not list((tmp_path / "p").rglob("found_*.pt"))
 
 
-@pytest.mark.xfail(strict=True, reason="Ultralytics' select_device() sets torch.set_num_threads(min(8, cores - 1)) on "
-                   "every in-process train/validate and ultranas does not restore the caller's count (reported)")
 def test_cpu_threads_are_left_alone(tmp_path):
     """The Python API leaves the calling process's torch threads as it found them (a distinctive count, 3, that
     neither a worker's share of the cores nor Ultralytics' default gives on a 2-core machine)."""
