@@ -166,8 +166,6 @@ CASES = {
     "single class with zero-cost": (lambda t: ["search", "--estimator", "zero-cost", "--single-cls"],
                                     "--single-cls is not read here"),
     "re-rank epochs without re-rank": (lambda t: ["search", "--rerank-epochs", "4"], "--rerank-epochs is not read here"),
-    "final epochs without a final stage": (lambda t: ["search", "--no-final", "--final-epochs", "4"],
-                                           "--final-epochs is not read here"),
     "band floor without bands": (lambda t: ["search", "--focus", "front", "--band-floor", "0.5"],
                                  "--band-floor is not read here"),
     "name escaping the project": (lambda t: ["search", "--name", "../../x"], "--name"),

@@ -41,3 +41,28 @@ def test_a_hard_limit_drops_the_bands_it_leaves_empty():
     floored = make_bands(["yolo11n"], MS, floor=0.9)
     assert reachable_bands(floored, MS, 8.5) == []  # the whole band lies above the limit
     assert reachable_bands([Band("yolo11n")], MS, 1.0) == [Band("yolo11n")]
+
+
+def test_a_sampler_hands_its_bands_turn_over_only_after_real_misses_since_the_bands_last_trial():
+    import optuna
+
+    from ultranas.trial_loop import SAMPLER_MISSES, _sampler_missed
+
+    study = optuna.create_study(directions=["maximize"])
+
+    def trial(state, **attrs):
+        t = study.ask()
+        for k, v in attrs.items():
+            t.set_user_attr(k, v)
+        study.tell(t, [0.5] if state == "complete" else None, state=getattr(optuna.trial.TrialState, state.upper()))
+
+    trial("complete", info={"band": "yolo11n"})
+    for _ in range(SAMPLER_MISSES - 1):
+        trial("pruned", band_turn="yolo11n", band_miss=True, uncounted=True)
+    trial("fail", band_turn="yolo11n", uncounted=True)  # interrupted or gave way: not a miss
+    trial("pruned", band_turn="yolo11s", band_miss=True, uncounted=True)  # another band's turn
+    assert not _sampler_missed(study, "yolo11n")
+    trial("pruned", band_turn="yolo11n", band_miss=True, uncounted=True)
+    assert _sampler_missed(study, "yolo11n") and not _sampler_missed(study, "yolo11s")
+    trial("complete", info={"band": "yolo11n"})  # the band got a trial: the sampler has its turns again
+    assert not _sampler_missed(study, "yolo11n")

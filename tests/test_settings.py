@@ -36,7 +36,7 @@ def registered():
 def test_a_plugin_estimator_gets_the_settings_it_takes_and_its_unread_ones_are_refused(registered, tmp_path):
     seen = {}
 
-    def sized(data, *, imgsz: int, device: str):
+    def sized(data, imgsz: int, *, device: str):
         """reads no training setting"""
         seen.update(imgsz=imgsz, device=device)
         return make_estimator("zero-cost", data, epochs=1, imgsz=imgsz, batch=2, device=device)
@@ -52,9 +52,7 @@ def test_a_plugin_estimator_gets_the_settings_it_takes_and_its_unread_ones_are_r
 
 @pytest.mark.parametrize("kw,flag", [
     (dict(estimator="zero-cost", single_cls=True), "--single-cls"),
-    (dict(estimator="zero-cost", fraction=0.5, final=False), "--fraction"),
     (dict(rerank_epochs=3), "--rerank-epochs"),
-    (dict(final=False, final_seeds=[0]), "--final-seeds"),
     (dict(eta=4), "--eta"),
     (dict(estimator="supernet", trainer="fast"), "--trainer"),
 ])
@@ -66,7 +64,8 @@ def test_unread_settings_are_refused(kw, flag):
 @pytest.mark.parametrize("kw", [dict(estimator="zero-cost", batch=4), dict(estimator="zero-cost", seeds=[0, 1]),
                                 dict(estimator="zero-cost", fraction=0.5), dict(estimator="zero-cost", rerank=2,
                                                                                 single_cls=True),
-                                dict(halving=True, eta=4), dict(objectives=["map", "int8_drop"], single_cls=True)])
+                                dict(halving=True, eta=4), dict(objectives=["map", "int8_drop"], single_cls=True),
+                                dict(final=False, final_epochs=4, final_init="supernet", estimator="supernet")])
 def test_read_settings_pass(kw):
     refuse_unread(SearchConfig(**kw))
 

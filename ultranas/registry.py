@@ -57,7 +57,9 @@ class Registry(dict):
                     continue  # imported right now, further up this stack
                 self._pending.remove(ep)
                 try:
-                    self.register(ep.name, ep.load())
+                    obj = ep.load()
+                    if dict.get(self, ep.name) is not obj:  # not registered by its own module as it loaded
+                        self.register(ep.name, obj)
                 except Exception as e:  # a broken plug-in is left out, not a reason to refuse every command
                     print(f"ultranas: warning: {self.kind} plug-in '{ep.name}' ({ep.value}) was not loaded: "
                           f"{type(e).__name__}: {str(e).strip()[:200]}", file=sys.stderr)

@@ -121,5 +121,5 @@ def plot_comparison(rows: list[dict], path) -> None:
 def write_reports(ctx) -> None:
     rows = leaderboard_rows(ctx.study, [o.name for o in ctx.objectives])
     atomic_write_csv(ctx.run_dir / "leaderboard.csv", rows)
-    plot_pareto(rows, ctx.run_dir / "pareto.png", ctx.cfg.score if ctx.cfg.estimator == "short-train" else ctx.cfg.proxy,
+    plot_pareto(rows, ctx.run_dir / "pareto.png", ctx.cfg.proxy if ctx.cfg.estimator == "zero-cost" else ctx.cfg.score,
                 tuple(ctx.cfg.references))

@@ -25,7 +25,10 @@ TS = optuna.trial.TrialState
 
 
 def rerank_setting(cfg) -> dict:
-    return {"imgsz": cfg.rerank_imgsz or 2 * cfg.proxy_imgsz, "epochs": cfg.rerank_epochs}
+    setting = {"imgsz": cfg.rerank_imgsz or 2 * cfg.proxy_imgsz, "epochs": cfg.rerank_epochs}
+    if cfg.estimator == "supernet":  # re-ranked by training each design (runs before that re-ranked by a supernet)
+        setting["trained"] = True
+    return setting
 
 
 def rerank_estimator(ctx, setting: dict):

@@ -59,7 +59,7 @@ def readers(cfg) -> list[tuple[str, bool, frozenset[str]]]:
               for n, c in OBJECTIVES.items()]
     trainings = {"batch", "seeds", "fraction", "single_cls", "trainer"}
     parts += [("--rerank", cfg.rerank > 0, frozenset({"rerank_epochs", "rerank_imgsz", *trainings})),
-              ("the final stage (no --no-final)", bool(cfg.final),
+              ("the final stage", True,  # also with --no-final: a later --resume RUN --final runs it with them
                frozenset({"final_epochs", "final_init", "final_seeds", "final_workers", "final_cache", "batch",
                           "fraction"})),
               ("--halving", bool(cfg.halving), frozenset({"rungs", "eta"})),

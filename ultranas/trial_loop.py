@@ -138,7 +138,7 @@ def _sampler_missed(study: optuna.Study, band: str) -> bool:
         if t.user_attrs.get("info", {}).get("band") == band and not t.user_attrs.get("uncounted") \
                 and t.state in COUNTED:
             return False
-        if t.user_attrs.get("band_turn") == band and t.user_attrs.get("uncounted"):
+        if t.user_attrs.get("band_turn") == band and t.user_attrs.get("band_miss"):
             misses += 1
             if misses >= SAMPLER_MISSES:
                 return True
@@ -158,7 +158,7 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
     g = suggest_genotype(ctx.space, trial)
     ok, reason = ctx.space.check(g)
     if not ok:
-        return tell_uncounted(ctx.study, trial, f"invalid design: {reason}", TS.FAIL, "invalid")
+        return _missed(ctx, trial, f"invalid design: {reason}", TS.FAIL, "invalid")
     h = ctx.space.design_hash(g, ctx.nc)
     trial.set_user_attr("genotype", g)
     trial.set_user_attr("hash", h)
@@ -168,12 +168,13 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
                 trial.set_user_attr(k, twin.user_attrs[k])
         trial.set_user_attr("duplicate_of", twin.number)
         trial.set_user_attr("uncounted", True)
+        if trial.user_attrs.get("band_turn"):
+            trial.set_user_attr("band_miss", True)
         ctx.study.tell(trial, twin.values)
         return "duplicate", None
     if any(t.user_attrs.get("hash") == h and t.number != trial.number
            for t in ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))):
-        return tell_uncounted(ctx.study, trial, "the same design is being evaluated by another worker", TS.FAIL,
-                               "duplicate")
+        return _missed(ctx, trial, "the same design is being evaluated by another worker", TS.FAIL, "duplicate")
     t0 = time.time()
     try:
         cand = ctx.trial_candidate(g, trial.number)
@@ -185,7 +186,7 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         if screened is None and (turn := trial.user_attrs.get("band_turn")) and cand.info.get("band") != turn:
             screened = f"in band {cand.info['band']}, not in band {turn} whose turn it is"
         if screened is not None:
-            return tell_uncounted(ctx.study, trial, f"screened: {screened}", TS.PRUNED, "screened")
+            return _missed(ctx, trial, f"screened: {screened}", TS.PRUNED, "screened")
         cand.workdir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(cand.workdir / "model.yaml", ctx.space.to_yaml(g, ctx.nc))
         if ctx.halving and ctx.estimator.trains:
@@ -217,10 +218,27 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         ctx.study.tell(trial, state=TS.FAIL)
         return "failed", None
     except Exception as e:  # not the design's failure: a bug, which must not be recorded as a bad design
+        if _passing(e):
+            raise  # the storage or the disk: the trial stays running, and is retried when its heartbeat goes stale
         trial.set_user_attr("failure", f"internal error {type(e).__name__}: {_first_line(e)}")
         trial.set_user_attr("uncounted", True)
         ctx.study.tell(trial, state=TS.FAIL)
         raise stopped(ctx, e, f"trial {trial.number}") from e
+
+
+def _missed(ctx: SearchContext, trial: optuna.Trial, reason: str, state, label: str) -> tuple[str, None]:
+    """End a trial that is not evaluated (invalid, duplicate, screened); a sampler's design for a band's turn is
+    recorded as a miss of that band (:func:`_sampler_missed`)."""
+    if trial.user_attrs.get("band_turn"):
+        trial.set_user_attr("band_miss", True)
+    return tell_uncounted(ctx.study, trial, reason, state, label)
+
+
+def _passing(e: Exception) -> bool:
+    """Errors of the machine, not of ultranas: a full disk, a lost database connection. They end this worker as
+    they always did (a local worker is replaced, its trial retried), not the search."""
+    return isinstance(e, (OSError, optuna.exceptions.StorageInternalError)) \
+        or type(e).__module__.split(".")[0] == "sqlalchemy"
 
 
 def _first_line(e: BaseException) -> str:
@@ -243,9 +261,11 @@ def stopped(ctx: SearchContext, e: Exception, where: str) -> RunFailed:
 def _propose(ctx: SearchContext) -> str | None:
     try:
         return propose(ctx)
-    except (UserError, KeyboardInterrupt):
+    except UserError:
         raise
     except Exception as e:
+        if _passing(e):
+            raise
         raise stopped(ctx, e, "a proposal") from e
 
 
@@ -270,16 +290,18 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
                     raise UserError("the strategy keeps proposing invalid, screened or already-evaluated designs; "
                                     "the space may be exhausted: lower --trials, relax the limits or widen the space")
                 fail_stale(ctx.study)
-                waiting = ctx.study.get_trials(deepcopy=False, states=(TS.WAITING,))
                 running = ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))
                 if running and counted(ctx.study) + len(running) >= ctx.cfg.trials:
                     time.sleep(poll_s)  # the rest of the budget is being evaluated by other workers
                     continue
                 with ask_lock(ctx.run_dir):  # local siblings: one takes a queued trial at a time, and names itself
+                    waiting = ctx.study.get_trials(deepcopy=False, states=(TS.WAITING,))
                     turn = _propose(ctx) if not waiting else None
+                    queued = {t.number for t in ctx.study.get_trials(deepcopy=False, states=(TS.WAITING,))} \
+                        if turn is not None else set()  # a retry or a remote worker's design queued meanwhile
                     trial = ctx.study.ask()
                     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-                    if turn is not None:
+                    if turn is not None and trial.number not in queued:
                         trial.set_user_attr("band_turn", turn)  # the sampler's design is screened against it
                 if gives_way(ctx.study, trial, ctx.cfg.trials):
                     time.sleep(poll_s)

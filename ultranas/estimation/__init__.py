@@ -70,10 +70,10 @@ register_estimator("supernet", _supernet)
 
 def estimator_settings(name: str) -> set[str] | None:
     """The keyword settings the estimator ``name``'s factory takes (``None``: all, it has ``**settings``)."""
-    params = inspect.signature(ESTIMATORS.lookup(name)).parameters.values()
+    params = list(inspect.signature(ESTIMATORS.lookup(name)).parameters.values())[1:]  # after ``data``
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
-    return {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+    return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
 
 
 def make_estimator(name: str, data, *, epochs: int, imgsz: int, batch: int, device: str, seeds=(0,),

@@ -79,5 +79,6 @@ def apply_calibration(cfg, path: str | Path) -> str:
             cfg.trainer = report.get("trainer", "ultralytics")
     elif best.startswith("zero-cost:"):
         cfg.estimator, cfg.proxy = "zero-cost", best.split(":", 1)[1]
+        cfg.batch = int(report.get("batch") or cfg.batch)  # the proxy's batch as it was calibrated
     tau = report.get("estimators", {}).get(best, {}).get("band", {}).get("tau")
     return f"calibration {path}: using {best} (band tau {tau})"

@@ -118,10 +118,19 @@ def _ort_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own errors (Fail, InvalidGraph ...) are not RuntimeErrors: the design's
+        raise RuntimeError(f"onnxruntime cannot load the design: {str(e).strip()[:300]}") from e
     wanted = {i.name for i in session.get_inputs()}
     feeds = {n: t.numpy() for n, t in zip(names, ultra.FlatInputs.flatten(args), strict=True) if n in wanted}  # unused inputs are pruned
-    return lambda: session.run(None, feeds)
+
+    def run():
+        try:
+            return session.run(None, feeds)
+        except Exception as e:
+            raise RuntimeError(f"onnxruntime cannot run the design: {str(e).strip()[:300]}") from e
+    return run
 
 
 def _cuda_runner(compiled: bool) -> Callable:

@@ -24,7 +24,10 @@ from ..fsutil import atomic_torch_save
 def build_model(model_dict: dict, nc: int | None = None, verbose: bool = False) -> DetectionModel:
     """A ``DetectionModel`` from a rendered model dict (``YOLO(dict)`` does not work; this does)."""
     cfg = copy.deepcopy(model_dict)
-    return DetectionModel(cfg=cfg, nc=nc or cfg.get("nc"), verbose=verbose)
+    try:
+        return DetectionModel(cfg=cfg, nc=nc or cfg.get("nc"), verbose=verbose)
+    except (KeyError, TypeError, IndexError, AssertionError, AttributeError) as e:  # Ultralytics' parse_model on
+        raise RuntimeError(f"Ultralytics cannot build the design: {type(e).__name__}: {e}") from e  # a design it rejects
 
 
 def head_takes_data_nc(cfg: dict) -> dict:
