@@ -229,7 +229,7 @@ def test_activation_key_never_evaluated(tmp_path, space):
     d = copy.deepcopy(space.render(space.point("yolo11n"), nc=3))
     marker = tmp_path / "pwned"
     d["activation"] = f"__import__('pathlib').Path('{marker}').touch()"
-    with pytest.raises(TypeError, match="unsupported activation .* blocked"):
+    with pytest.raises(RuntimeError, match="cannot build the design: TypeError: .*unsupported activation .* blocked"):
         build_model(d)
     assert not marker.exists()
     relu = build_model(dict(d, activation="nn.ReLU()"))
