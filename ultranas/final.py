@@ -24,7 +24,6 @@ from .trials import usable
 from .verdict import Judged, Stats, print_table, verdict_lines
 from .version import __version__
 
-TS = optuna.trial.TrialState
 CONTENDED = 0.10  # other processes used more than this share of the host's CPU while timing: warn
 POINT_GFLOPS = 2.0  # hand-designed points timed for a band: at most this times the reference's GFLOPs
 

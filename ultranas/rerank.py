@@ -21,8 +21,6 @@ from .fsutil import atomic_write_text
 from .input_size import train_size
 from .trials import usable
 
-TS = optuna.trial.TrialState
-
 
 def rerank_setting(cfg) -> dict:
     setting = {"imgsz": cfg.rerank_imgsz or 2 * cfg.proxy_imgsz, "epochs": cfg.rerank_epochs}
