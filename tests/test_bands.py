@@ -46,7 +46,11 @@ def test_a_hard_limit_drops_the_bands_it_leaves_empty():
 def test_a_sampler_hands_its_bands_turn_over_only_after_real_misses_since_the_bands_last_trial():
     import optuna
 
-    from ultranas.trial_loop import SAMPLER_MISSES, _sampler_missed
+    from ultranas.study import band_misses
+    from ultranas.trial_loop import SAMPLER_MISSES
+
+    def _sampler_missed(study, band):
+        return band_misses(study, band, SAMPLER_MISSES)
 
     study = optuna.create_study(directions=["maximize"])
 

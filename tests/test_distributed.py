@@ -15,7 +15,7 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 
 from ultranas.local_postgres import LocalPostgres
-from ultranas.storage import driver_url
+from ultranas.study import driver_url
 
 TS = optuna.trial.TrialState
 
@@ -108,7 +108,7 @@ OPEN_AT_ONCE = """
 import os, sys, time
 from pathlib import Path
 import optuna
-from ultranas.storage import make_storage
+from ultranas.study.storage import make_storage
 folder = Path(sys.argv[2])
 (folder / f"ready-{os.getpid()}").touch()
 while not (folder / "go").exists():
@@ -137,7 +137,7 @@ def test_processes_creating_one_new_study_database_at_once_all_open_it(tmp_path)
 
 
 def test_plain_postgres_urls_open_a_study(postgres):
-    from ultranas.storage import make_storage
+    from ultranas.study.storage import make_storage
 
     assert driver_url(postgres).startswith("postgresql+psycopg2://")
     for i, url in enumerate((postgres, postgres.replace("postgresql://", "postgres://"))):

@@ -14,7 +14,7 @@ import optuna
 import yaml
 
 from ultranas.config import SearchConfig
-from ultranas.context import SearchContext
+from ultranas.context import open_context
 from ultranas.estimation import ShortTrainEstimator
 from ultranas.space import load_space
 from ultranas.trial_loop import counted, run_worker
@@ -88,7 +88,7 @@ def test_nan_and_build_failures_fail_alone(tmp_path):
                        objectives=["map"], final=False, warm_start=False, focus="front", project=str(tmp_path)).validate()
     run = tmp_path / "exp"
     run.mkdir()
-    ctx = SearchContext(cfg, run)
+    ctx = open_context(cfg, run)
     nan_design = space.point("yolov8n")
     ctx.estimator = _DivergingForOne(space.design_hash(nan_design, ctx.nc), ctx.data, epochs=2, batch=4)
     ctx.study.enqueue_trial(broken)

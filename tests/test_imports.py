@@ -83,3 +83,15 @@ def test_the_check_finds_a_cycle():
 def test_no_module_is_much_over_400_lines():
     long = {_module(p): n for p in ROOT.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+def test_only_the_study_package_touches_optuna_records_and_internals():
+    """User attributes (what ultranas records on a study and its trials) and optuna's private API
+    (``study._storage``, ``trial._trial_id``, ``optuna.storages._*``) are reached through ``ultranas.study`` only."""
+    import re
+
+    pattern = re.compile(r"user_attrs|_storage|_trial_id|storages\._|set_user_attr")
+    found = [f"{p.relative_to(ROOT)}:{i}" for p in ROOT.rglob("*.py") if p.parent.name != "study"
+             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []
+    assert pattern.search((ROOT / "study" / "records.py").read_text())  # the check reads the right files

@@ -133,7 +133,8 @@ def test_objective_caches_in_study_and_survives_resume(space, tmp_path, counted)
     assert obj.value(again) == v1
     assert len(counted) == 1 and obj.meter.cache.hits == 1
     key = L.LatencyCache.key(first.design_hash, "onnxruntime-cpu", IMGSZ, 1, 1)
-    assert study.user_attrs[key]["median_ms"] == v1 and study.user_attrs[key]["load"] is not None
+    stored = study.user_attrs["latency:" + key]  # the study's latency cache
+    assert stored["median_ms"] == v1 and stored["load"] is not None
 
     resumed = optuna.load_study(study_name="s", storage=storage)  # a new process resuming the run
     obj2 = L.LatencyObjective("onnxruntime-cpu", cache=L.LatencyCache(resumed), **FAST)

@@ -117,7 +117,8 @@ def test_the_final_stage_fills_the_time_left(tmp_path, capsys):
     final_epochs(ctx, [1.0, 2.0])
     assert cfg.final_epochs == 1 and "budget is spent" in capsys.readouterr().out
     untouched = SearchConfig(final_epochs=7)
-    final_epochs(SimpleNamespace(cfg=untouched, run_dir=tmp_path, study=SimpleNamespace(user_attrs={})), [1.0])
+    final_epochs(SimpleNamespace(cfg=untouched, run_dir=tmp_path, study=SimpleNamespace(user_attrs={}),
+                                 plan_deadline=None), [1.0])
     assert untouched.final_epochs == 7  # no plan: as given
 
 

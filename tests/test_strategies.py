@@ -12,6 +12,7 @@ from ultranas.space import load_space
 from ultranas.strategies import STRATEGIES, pareto_fitness, register_strategy
 from ultranas.strategies._optuna import RandomStrategy
 from ultranas.strategies._reinforce import ReinforceStrategy, softmax
+from ultranas.study import TrialRecord, records
 from ultranas.testing.strategies import regret, synthetic_score, target_design
 
 TRIALS, SEEDS, MARGIN = 60, range(5), 0.03  # MARGIN: about two standard errors of random search's mean regret
@@ -77,9 +78,9 @@ def test_reinforce_update_follows_the_policy_gradient(space):
     g0, g1 = space.point("yolov8n"), space.point("yolo11n")
     for g, value in ((g0, 0.0), (g1, 1.0)):
         trial = study.ask()
-        trial.set_user_attr("genotype", g)
+        TrialRecord(trial).genotype = g
         study.tell(trial, value)
-    logits = strategy.policy(study.trials, [0.0, 1.0])
+    logits = strategy.policy(records(study), [0.0, 1.0])
     # trial 1: reward 0 = baseline, no change; trial 2: reward 1, baseline 0.2, advantage 0.8 on a uniform policy
     d = "P2.block"
     choices = list(space.decisions[d])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 
-from ultranas.trials import counted, gives_way
+from ultranas.study import counted, gives_way
 
 TS = optuna.trial.TrialState
 

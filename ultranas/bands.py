@@ -79,9 +79,11 @@ def order_ms(study, meter, refs: dict) -> dict[str, float]:
     names = list(refs)
     if len(names) < 2:
         return {r: meter.reference(c)["median_ms"] for r, c in refs.items()}
-    key = "band_order:" + ",".join(sorted(names))
-    if (stored := study.user_attrs.get(key)) is None or set(stored) != set(names):
+    from .study import StudyRecord
+
+    cache, key = StudyRecord(study).cache("band_order"), ",".join(sorted(names))
+    if (stored := cache.get(key)) is None or set(stored) != set(names):
         recs, session = meter.session([refs[r] for r in names[1:]], refs[names[0]])
         stored = {names[0]: session["ref_ms"], **{r: rec["ms"] for r, rec in zip(names[1:], recs)}}
-        study.set_user_attr(key, stored)
+        cache.put(key, stored)
     return stored

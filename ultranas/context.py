@@ -5,6 +5,7 @@ references' timings and the latency bands (:class:`SearchContext`), and the chea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from pathlib import Path
@@ -12,79 +13,68 @@ from pathlib import Path
 import optuna
 
 from . import ultra
-from .bands import GFLOPS_PRESCREEN, band_of, make_bands, order_ms, reachable_bands
+from .bands import GFLOPS_PRESCREEN, Band, band_of, make_bands, order_ms, reachable_bands
 from .config import SearchConfig
 from .data import class_names, safe_data_yaml
 from .data_profile import kept_points
 from .errors import UserError
-from .estimation import SuccessiveHalving, make_estimator
+from .estimation import Estimator, SuccessiveHalving, make_estimator
 from .inherit import Inheritance
 from .input_size import one_size_reason, search_space, train_size
-from .objectives import Candidate, make_objectives
+from .objectives import Candidate, Objective, make_objectives
+from .objectives.latency import LatencyCache, LatencyMeter, LatencyObjective
 from .rundir import open_study
 from .space import SearchSpace
-from .splits import plan_splits
-from .strategies import make_strategy
+from .splits import SplitPlan, plan_splits
+from .strategies import Strategy, make_strategy
+from .study import StudyRecord
 
 
+@dataclasses.dataclass(eq=False)
 class SearchContext:
-    """Everything one worker needs, built once: space, study, strategy, estimator, objectives, latency bands."""
+    """What one search worker works with: space, study, strategy, estimator, objectives, the references and the
+    latency bands. :func:`open_context` builds it (reads the data, opens the study, times the references);
+    constructing one does nothing else."""
 
-    def __init__(self, cfg: SearchConfig, run_dir: Path, study: optuna.Study | None = None,
-                 data_checked: bool = False, resume: bool = False, reference_records: dict | None = None):
-        from .objectives.latency import LatencyCache, LatencyMeter, LatencyObjective
+    cfg: SearchConfig
+    run_dir: Path
+    study: optuna.Study
+    full_data: Path  # the checked copy of the user's data YAML (absolute folders, no 'download:')
+    nc: int
+    splits: SplitPlan  # the search never reads the verdict's split
+    space: SearchSpace
+    meter: LatencyMeter
+    objectives: list[Objective]
+    strategy: Strategy
+    estimator: Estimator
+    anchor: str | None = None  # the design a weight-sharing estimator or DARTS centres on
+    inherit: Inheritance | None = None  # designs start from the user's pretrained weights
+    halving: SuccessiveHalving | None = None
+    limits: list[str] = dataclasses.field(default_factory=list)  # references no design may be slower than
+    references: dict[str, Candidate] = dataclasses.field(default_factory=dict)  # the limits' and bands'
+    bands: list[Band] = dataclasses.field(default_factory=list)
+    prescreen_gflops: float = 0.0  # designs above it are screened out untimed (0: none)
+    profile: dict | None = None  # the data profile (:func:`ultranas.data_profile.announce_profile`), once printed
+    progress: bool = True  # progress bars
+    plan_deadline: float | None = None  # when a --budget plan must be done (time.time())
+    _candidates: dict[str, Candidate] = dataclasses.field(default_factory=dict, repr=False)
 
-        self.cfg, self.run_dir = cfg, run_dir
-        # Ultralytics only ever reads the checked copy (absolute folders, no 'download:' to run); preflight already
-        # scanned every label file of a new run
-        self.full_data = safe_data_yaml(cfg.data, run_dir, cfg.coco128, check_labels=not data_checked)
-        self.nc = len(class_names(self.full_data))
-        self.study = study or open_study(cfg, run_dir, resume=resume)
-        self.splits = plan_splits(cfg, self.full_data, run_dir, self.study)  # the search never reads the verdict's
-        self.data, self.judge_data = Path(self.splits.search_data), Path(self.splits.judge_data)
-        self.space: SearchSpace = study_space(search_space(cfg), self.study, fixed=bool(
-            cfg.input_scales is not None or one_size_reason(cfg)))
-        predictor = None
-        if cfg.latency_lut:  # a calibrated per-layer table (checked in preflight): predictions replace timings
-            from .objectives._lut import LatencyLUT
+    @property
+    def data(self) -> Path:
+        return Path(self.splits.search_data)
 
-            predictor = LatencyLUT.load(cfg.latency_lut)
-        self.meter = LatencyMeter(cfg.latency_target, cache=LatencyCache(self.study), predictor=predictor)
-        self.meter.adopt(reference_records or {})  # a local worker: its supervisor timed the references
-        int8 = None
-        if "int8_drop" in cfg.objectives:
-            from .objectives.int8 import Int8DropObjective
+    @property
+    def judge_data(self) -> Path:
+        return Path(self.splits.judge_data)
 
-            int8 = Int8DropObjective(self.data, single_cls=cfg.single_cls)
-        self.objectives = make_objectives(cfg.objectives, latency=LatencyObjective(meter=self.meter), int8_drop=int8)
-        self.directions = [o.direction for o in self.objectives]
-        self.strategy = make_strategy(cfg.strategy, self.space, seed=cfg.seed)
-        self.study.sampler = self.strategy.sampler()
-        # the design a weight-sharing estimator or DARTS centres on: the first reference (or limit) of the space
-        self.anchor = next((r for r in [*(cfg.references or []), cfg.latency_le] if r in self.space.points), None)
-        self.estimator = make_estimator(cfg.estimator, self.data, epochs=cfg.epochs, imgsz=cfg.proxy_imgsz,
-                                        batch=cfg.batch, device=cfg.device, seeds=tuple(cfg.seeds),
-                                        fraction=cfg.fraction, single_cls=cfg.single_cls, proxy=cfg.proxy,
-                                        verbose=cfg.verbose, trainer=cfg.trainer, score=cfg.score,
-                                        space=self.space, cache_dir=self.run_dir, anchor=self.anchor)
-        self.estimator.keep_weights = int8 is not None
-        self.inherit = Inheritance(cfg.pretrained, self.space) if cfg.pretrained else None
-        self.estimator.inherit = self.inherit  # designs start from the user's pretrained weights
-        self.halving = SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None
-        self._candidates: dict[str, Candidate] = {}
-        self.point_hashes = {self.space.design_hash(g, self.nc): name  # names every hand-designed design it meets
-                             for name, g in self.space.baselines(cfg.imgsz).items()}
-        self.limits = [r for r in [cfg.latency_le] if r]  # references every design must not be slower than
-        self.references = {r: self.reference(r) for r in dict.fromkeys(self.limits + self._band_references())}
-        ms = {r: self.meter.reference(c)["median_ms"] for r, c in self.references.items()}
-        band_refs = {r: self.references[r] for r in self._band_references()}
-        self.bands = make_bands(list(band_refs), order_ms(self.study, self.meter, band_refs), cfg.band_floor) \
-            if cfg.focus == "bands" else []
-        ceiling = min([ms[r] for r in self.limits] + [cfg.max_latency or math.inf])
-        self.bands = reachable_bands(self.bands, ms, ceiling)  # a band above a hard latency limit gets no trials
-        self._prescreen = GFLOPS_PRESCREEN * max((c.info["gflops"] for c in self.references.values()), default=0.0)
-        if hasattr(self.strategy, "prepare"):  # a strategy that searches once before proposing (darts)
-            self.strategy.prepare(self)
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    @functools.cached_property
+    def point_hashes(self) -> dict[str, str]:
+        """Every hand-designed design by hash: its name."""
+        return {self.space.design_hash(g, self.nc): name for name, g in self.space.baselines(self.cfg.imgsz).items()}
 
     def baselines(self) -> dict[str, dict]:
         """The hand-designed designs a search starts from and its final stage compares with: the space's points and
@@ -127,7 +117,7 @@ class SearchContext:
         """Fill the cheap facts (latency, ratios to every reference) and return why the design is screened out,
         or ``None`` if it may be trained."""
         cfg, info = self.cfg, cand.info
-        if self._prescreen and info["gflops"] > self._prescreen and "latency_ms" not in info:
+        if self.prescreen_gflops and info["gflops"] > self.prescreen_gflops and "latency_ms" not in info:
             return f"GFLOPs {info['gflops']:.2f} > {GFLOPS_PRESCREEN} x every reference's (latency not measured)"
         if "latency_ms" not in info:
             t0 = time.perf_counter()
@@ -159,12 +149,67 @@ class SearchContext:
         return None
 
 
+def open_context(cfg: SearchConfig, run_dir: Path, study: optuna.Study | None = None, data_checked: bool = False,
+                 resume: bool = False, reference_records: dict | None = None) -> SearchContext:
+    """The context of one worker: the data checked (every label file, unless ``data_checked``), the study opened
+    (or ``study``), the splits planned, the references timed (or adopted from ``reference_records``: a local
+    worker's supervisor timed them) and the bands made; a strategy that searches once first (darts) does so."""
+    full_data = safe_data_yaml(cfg.data, run_dir, cfg.coco128, check_labels=not data_checked)
+    study = study or open_study(cfg, run_dir, resume=resume)
+    splits = plan_splits(cfg, full_data, run_dir, study)
+    space = study_space(search_space(cfg), study, fixed=bool(cfg.input_scales is not None or one_size_reason(cfg)))
+    predictor = None
+    if cfg.latency_lut:  # a calibrated per-layer table (checked in preflight): predictions replace timings
+        from .objectives._lut import LatencyLUT
+
+        predictor = LatencyLUT.load(cfg.latency_lut)
+    meter = LatencyMeter(cfg.latency_target, cache=LatencyCache(study), predictor=predictor)
+    meter.adopt(reference_records or {})
+    int8 = None
+    if "int8_drop" in cfg.objectives:
+        from .objectives.int8 import Int8DropObjective
+
+        int8 = Int8DropObjective(Path(splits.search_data), single_cls=cfg.single_cls)
+    objectives = make_objectives(cfg.objectives, latency=LatencyObjective(meter=meter), int8_drop=int8)
+    strategy = make_strategy(cfg.strategy, space, seed=cfg.seed)
+    study.sampler = strategy.sampler()
+    anchor = next((r for r in [*(cfg.references or []), cfg.latency_le] if r in space.points), None)
+    estimator = make_estimator(cfg.estimator, Path(splits.search_data), epochs=cfg.epochs, imgsz=cfg.proxy_imgsz,
+                               batch=cfg.batch, device=cfg.device, seeds=tuple(cfg.seeds), fraction=cfg.fraction,
+                               single_cls=cfg.single_cls, proxy=cfg.proxy, verbose=cfg.verbose, trainer=cfg.trainer,
+                               score=cfg.score, space=space, cache_dir=run_dir, anchor=anchor)
+    estimator.keep_weights = int8 is not None
+    inherit = Inheritance(cfg.pretrained, space) if cfg.pretrained else None
+    estimator.inherit = inherit
+    ctx = SearchContext(cfg, run_dir, study, full_data, len(class_names(full_data)), splits, space, meter, objectives,
+                        strategy, estimator, anchor=anchor, inherit=inherit,
+                        halving=SuccessiveHalving(tuple(cfg.rungs), cfg.eta) if cfg.halving else None)
+    _place_bands(ctx)
+    if hasattr(strategy, "prepare"):  # a strategy that searches once before proposing (darts)
+        strategy.prepare(ctx)
+    return ctx
+
+
+def _place_bands(ctx: SearchContext) -> None:
+    """Time the references (the limits' and the bands') and make the latency bands a design must fall in."""
+    cfg = ctx.cfg
+    ctx.limits = [r for r in [cfg.latency_le] if r]
+    ctx.references = {r: ctx.reference(r) for r in dict.fromkeys(ctx.limits + ctx._band_references())}
+    ms = {r: ctx.meter.reference(c)["median_ms"] for r, c in ctx.references.items()}
+    band_refs = {r: ctx.references[r] for r in ctx._band_references()}
+    bands = make_bands(list(band_refs), order_ms(ctx.study, ctx.meter, band_refs), cfg.band_floor) \
+        if cfg.focus == "bands" else []
+    ceiling = min([ms[r] for r in ctx.limits] + [cfg.max_latency or math.inf])
+    ctx.bands = reachable_bands(bands, ms, ceiling)  # a band above a hard latency limit gets no trials
+    ctx.prescreen_gflops = GFLOPS_PRESCREEN * max((c.info["gflops"] for c in ctx.references.values()), default=0.0)
+
+
 def rebuilt(ctx: SearchContext) -> SearchContext:
     """The context anew for settings a plan changed (the input scales chosen again for the proxy size; the
     references' timings kept)."""
-    ctx.study.set_user_attr("input_scales", None)
-    fresh = SearchContext(ctx.cfg, ctx.run_dir, study=ctx.study, data_checked=True,
-                          reference_records=ctx.meter.records())
+    StudyRecord(ctx.study).input_scales = None
+    fresh = open_context(ctx.cfg, ctx.run_dir, study=ctx.study, data_checked=True,
+                         reference_records=ctx.meter.records())
     fresh.profile, fresh.progress = ctx.profile, ctx.progress
     return fresh
 
@@ -176,11 +221,12 @@ def study_space(space: SearchSpace, study: optuna.Study, fixed: bool = False) ->
     scales are refused; otherwise the study's own scales are kept."""
     if "input_scale" not in space.decisions:
         return space
-    mine, stored = list(space.decisions["input_scale"]), study.user_attrs.get("input_scales")
+    record = StudyRecord(study)
+    mine, stored = list(space.decisions["input_scale"]), record.input_scales
     if stored is None:  # a new study, or one from before the record: the choices its trials were asked with
         dist = next((t.distributions["input_scale"] for t in study.trials if "input_scale" in t.distributions), None)
         stored = list(dist.choices) if dist else [1.0] if study.trials else mine
-        study.set_user_attr("input_scales", stored)
+        record.input_scales = stored
     if fixed and not set(stored) <= set(mine):
         raise UserError(f"this study searches input scales {', '.join(f'{s:g}' for s in stored)}; these settings "
                         f"give {', '.join(f'{s:g}' for s in mine)} (--input-scales, --estimator, --strategy and "

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 
 from .config import SearchConfig, search_workers
-from .context import SearchContext, rebuilt
+from .context import open_context, rebuilt
 from .data_profile import announce_profile, score_advice
 from .errors import Interrupted, RunFailed, UserError
 from .fsutil import RunLock, atomic_write_yaml
@@ -22,8 +22,8 @@ from .preflight import preflight, sigterm_as_interrupt
 from .report import write_reports
 from .rundir import absolute_paths, check_resumable, check_writable, load_run, new_run_dir, storage_url
 from .runtime import quiet_ultralytics
+from .study import StudyRecord, recover_interrupted
 from .trial_loop import run_worker, warm_start
-from .trials import recover_interrupted
 
 TS = optuna.trial.TrialState
 
@@ -63,7 +63,7 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
     try:
         with RunLock(run_dir), sigterm_as_interrupt():
             atomic_write_yaml(run_dir / "args.yaml", cfg.to_dict())  # on resume: keeps --trials / --device changes
-            ctx = SearchContext(cfg, run_dir, data_checked=not resume, resume=bool(resume))
+            ctx = open_context(cfg, run_dir, data_checked=not resume, resume=bool(resume))
             ctx.progress = progress  # the plan's and the final stage's bars too
             print(f"ultranas: {ctx.splits.describe()}", flush=True)
             ctx.profile = announce_profile(ctx.full_data, cfg.imgsz, run_dir)
@@ -73,7 +73,7 @@ def search(resume: str | Path | None = None, progress: bool = True, **kwargs) ->
                 deadline = make_plan(ctx, kwargs, started)
                 ctx = rebuilt(ctx)
                 ctx.plan_deadline, planned = deadline, False  # from here on, a stopped run resumes
-            elif cfg.budget is not None and not ctx.study.user_attrs.get("plan"):
+            elif cfg.budget is not None and not StudyRecord(ctx.study).plan:
                 raise UserError(f"{run_dir} was stopped while its plan was being made, before any trial: start a new "
                                 "run")
             if note := scale_note(cfg, ctx.space):

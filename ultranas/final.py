@@ -10,8 +10,6 @@ in its band, and gives every latency in the table (so ``latency_ratio`` = ``late
 
 from __future__ import annotations
 
-import optuna
-
 from . import ultra
 from .bands import Band, make_bands, order_ms
 from .bootstrap import ImageMatches, gap, resample_budget, resampled_maps
@@ -20,7 +18,7 @@ from .final_train import int8_all, train_all
 from .fsutil import atomic_write_csv
 from .plan import final_epochs
 from .report import plot_comparison
-from .trials import usable
+from .study import StudyRecord, TrialRecord, usable
 from .verdict import Judged, Stats, print_table, verdict_lines
 from .version import __version__
 
@@ -35,14 +33,14 @@ def labels(references: list[str]) -> dict[str, str]:
 
 
 # -- choosing what to compare -----------------------------------------------------------------------------------
-def _pool(ctx) -> tuple[list[optuna.trial.FrozenTrial], dict]:
+def _pool(ctx) -> tuple[list[TrialRecord], dict]:
     """Completed, trained designs, best first: re-ranked ones (``--rerank``) by their mAP, then by search score;
     equal scores: the faster design first. Also returns the re-rank records."""
     from .rerank import records, rerank_setting
 
     done = usable(ctx.study)
     known = records(ctx.study, rerank_setting(ctx.cfg)) if ctx.cfg.rerank else {}
-    return sorted(done, key=lambda t: (*_rank(t, known), t.user_attrs.get("info", {}).get("latency_ms", 0.0))), known
+    return sorted(done, key=lambda t: (*_rank(t, known), t.info.get("latency_ms", 0.0))), known
 
 
 def _rank(t, known: dict) -> tuple:
@@ -79,13 +77,13 @@ def choose(ctx, band: Band, pool, known: dict, tries: int = 8) -> dict:
     reference, ref = band.reference, ctx.reference(band.reference)
     trials = []
     for t in pool:
-        vs = t.user_attrs.get("info", {}).get("latency_vs", {}).get(reference)
+        vs = t.info.get("latency_vs", {}).get(reference)
         if vs is None or vs["ratio"] <= 1.0 + ctx.meter.margin:  # clearly slower ones are not timed again
             trials.append(t)
         if len(trials) >= tries:
             break
-    cands = {t.number: ctx.candidate(t.user_attrs["genotype"], ctx.run_dir) for t in trials}
-    baselines = points_first(ctx.baselines(), getattr(ctx, "profile", None), kept_points(ctx.cfg))
+    cands = {t.number: ctx.candidate(t.genotype, ctx.run_dir) for t in trials}
+    baselines = points_first(ctx.baselines(), ctx.profile, kept_points(ctx.cfg))
     points = {name: c for name, g in baselines for c in [ctx.candidate(g, ctx.run_dir)]
               if name == band.faster or c.info["gflops"] <= POINT_GFLOPS * ref.info["gflops"]}
     timed = {c.design_hash: c for c in [*cands.values(), *points.values()] if c.design_hash != ref.design_hash}
@@ -177,8 +175,8 @@ def _judge(ctx, p: dict, found_name: str, results, matches, int8_facts, no_signa
         "genotype": found.genotype, "hash": found.design_hash, "imgsz": found.imgsz,
         "proxy_imgsz": found.proxy_imgsz, "reference": reference, "objectives": list(cfg.objectives),
         "search_trial": winner.number if winner else None,
-        "search_score": winner.user_attrs["metrics"]["score"] if winner else None,
-        "rerank": ctx.study.user_attrs.get(f"rerank:{found.design_hash}") if winner else None,
+        "search_score": winner.score if winner else None,
+        "rerank": StudyRecord(ctx.study).cache("rerank").get(found.design_hash) if winner else None,
         "is_hand_designed": flabel in ctx.point_hashes.values(), "same_as_reference": found.design_hash == p["ref"].design_hash,
         "run": str(ctx.run_dir.resolve()), "data": cfg.data, "final_epochs": cfg.final_epochs,
         "final_seeds": list(cfg.final_seeds), "shipped_seed": cfg.final_seeds[0],  # not picked on the verdict split

@@ -21,6 +21,7 @@ from .data import _label_dir, class_names, list_images, load_data_yaml
 from .estimation import compressed_schedule
 from .fsutil import atomic_write_text
 from .progress import Ticker, final_status
+from .study import StudyRecord
 from .verdict import Stats
 
 KEY_VERSION = "v2"  # v2: judged on the verdict split, with per-image matches
@@ -54,10 +55,11 @@ def _train_final(job: dict) -> dict:
 
 
 class FinalCache:
-    """Final results by key: in the study's user attributes and, if given, a JSON-lines file shared across runs."""
+    """Final results by key: in the study's ``final`` cache and, if given, a JSON-lines file shared across runs
+    (its rows keyed ``final:<key>``)."""
 
     def __init__(self, study, path: str | None):
-        self.study, self.path, self.rows = study, Path(path) if path else None, {}
+        self.stored, self.path, self.rows = StudyRecord(study).cache("final"), Path(path) if path else None, {}
         if self.path and self.path.exists():
             for line in self.path.read_text().splitlines():
                 try:
@@ -67,17 +69,17 @@ class FinalCache:
                     continue  # a torn line from an interrupted run: that training is redone
 
     def get(self, key: str, need_weights: bool) -> dict | None:
-        hit = self.study.user_attrs.get(key) or self.rows.get(key)
+        hit = self.stored.get(key) or self.rows.get("final:" + key)
         if hit and (not need_weights or Path(hit["best"]).is_file()) and Path(hit.get("matches", "")).is_file():
             return hit
         return None
 
     def put(self, key: str, result: dict) -> None:
-        self.study.set_user_attr(key, result)
+        self.stored.put(key, result)
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as f:
-                f.write(json.dumps({"key": key, "result": result}) + "\n")
+                f.write(json.dumps({"key": "final:" + key, "result": result}) + "\n")
 
 
 def data_id(verdict_yaml: Path) -> str:
@@ -103,13 +105,13 @@ def train_all(ctx, designs: dict[str, tuple], need_weights: set[str]) -> dict[st
     for label, (cand, g) in designs.items():
         yaml_path = ctx.run_dir / "final" / f"{label}.yaml"
         atomic_write_text(yaml_path, ctx.space.to_yaml(g, ctx.nc))
-        init, origin, inherit = None, "", getattr(ctx, "inherit", None)
+        init, origin, inherit = None, "", ctx.inherit
         if cfg.final_init == "supernet":
             init, origin = _inherited(ctx, label, cand), f"|init:{ctx.run_dir}"
         elif inherit is not None:  # fine-tuned from the user's checkpoints: each point from its own
             origin = f"|pretrained:{inherit.ident}"
         for i, seed in enumerate(cfg.final_seeds):
-            key = (f"final:{KEY_VERSION}|{cfg.data}|{ident}|{cand.design_hash}|{cand.imgsz}|e{cfg.final_epochs}"
+            key = (f"{KEY_VERSION}|{cfg.data}|{ident}|{cand.design_hash}|{cand.imgsz}|e{cfg.final_epochs}"
                    f"|b{cfg.batch}|f{cfg.fraction}|s{seed}" + origin)
             if (hit := cache.get(key, label in need_weights)) is not None:
                 results[label][i] = hit
@@ -139,7 +141,7 @@ def train_all(ctx, designs: dict[str, tuple], need_weights: set[str]) -> dict[st
               + (f", {workers} at a time" if workers > 1 else ""), flush=True)
     folders, t0 = [Path(job["project"]) / job["name"] for job, *_ in jobs], time.time()
     bar = tqdm(total=len(jobs), desc="ultranas final", unit="training", dynamic_ncols=True,
-               disable=not jobs or not getattr(ctx, "progress", True))
+               disable=not jobs or not ctx.progress)
     try:
         with Ticker(bar, lambda: final_status(folders, cfg.final_epochs, t0, time.time)):
             for n, (job, label, i, key, result) in enumerate(_run(jobs, workers), 1):
@@ -188,15 +190,15 @@ def int8_all(ctx, int8, designs: dict[str, tuple], results: dict[str, list[dict]
     from .objectives.latency import cached_latency
 
     judge = Int8DropObjective(ctx.judge_data, calib_images=int8.calib_images, single_cls=int8.single_cls)
-    out, ident = {}, data_id(ctx.judge_data)
+    out, ident, stored = {}, data_id(ctx.judge_data), StudyRecord(ctx.study).cache("final-int8")
     for label, (cand, _) in designs.items():
         runs = []
         for res in results[label]:
             weights = hashlib.sha1(Path(res["best"]).read_bytes()).hexdigest()[:16]
-            key = f"final-int8:{weights}|{ident}|{cand.imgsz}|{judge.version}"
-            if (hit := ctx.study.user_attrs.get(key)) is None:
+            key = f"{weights}|{ident}|{cand.imgsz}|{judge.version}"
+            if (hit := stored.get(key)) is None:
                 hit = judge.metrics(res["best"], cand.imgsz)
-                ctx.study.set_user_attr(key, hit)
+                stored.put(key, hit)
             runs.append(hit)
         lat = cached_latency(cand.model_dict, cand.design_hash, cand.imgsz, "openvino-cpu-int8", ctx.meter.cache)
         maps = Stats.of(runs, "int8_map")

@@ -26,7 +26,7 @@ import optuna
 from .config import usable_cores
 from .errors import RunFailed, UserError
 from .progress import Ticker, search_bar, search_status
-from .trials import TS, counted, fail_and_requeue
+from .study import StudyRecord, counted, fail_and_requeue, running_by
 
 MAX_RESTARTS = 3  # replacement workers per run: a design that kills its worker every time must not loop forever
 STOP_WAIT_S = 10.0  # seconds a stopped worker gets to re-queue its trial before it is killed
@@ -51,17 +51,17 @@ def _worker_main(cfg_dict: dict, run_dir: str, url: str, threads: int, reference
 
     torch.set_num_threads(threads)
     from .config import SearchConfig
-    from .context import SearchContext
+    from .context import open_context
     from .preflight import sigterm_as_interrupt
-    from .storage import make_storage
+    from .study import load_study
     from .trial_loop import run_worker
 
     cfg = SearchConfig.from_dict(cfg_dict)
     try:
         with sigterm_as_interrupt():
             _watch_parent(os.getppid())
-            study = optuna.load_study(study_name=cfg.name, storage=make_storage(url))
-            ctx = SearchContext(cfg, Path(run_dir), study, data_checked=True, reference_records=references)
+            study = load_study(url, cfg.name)
+            ctx = open_context(cfg, Path(run_dir), study, data_checked=True, reference_records=references)
             ctx.study.sampler.reseed_rng()  # siblings must not draw the same sampler sequence
             run_worker(ctx, progress=False)
     except KeyboardInterrupt:
@@ -79,8 +79,7 @@ def _orphans(study: optuna.Study, run_dir: Path, pid: int, local: bool = True) -
 
     me = f"{socket.gethostname()}:{pid}"
     with ask_lock(run_dir):
-        return [t for t in study.get_trials(deepcopy=False, states=(TS.RUNNING,))
-                if t.user_attrs.get("worker", me if local else None) == me]
+        return running_by(study, me, unnamed=local)
 
 
 class LocalWorkers:
@@ -164,7 +163,7 @@ def run_local_workers(ctx, n: int, url: str, progress: bool = True, poll_s: floa
     cfg = ctx.cfg
     workers = LocalWorkers(ctx, n, url)
     bar = search_bar(cfg, counted(ctx.study), f"ultranas search ({n} workers)", progress)
-    start, spent = time.time(), float(ctx.study.user_attrs.get("search_s", 0.0))  # earlier sessions of this run
+    start, spent = time.time(), float(StudyRecord(ctx.study).search_s)  # earlier sessions of this run
     try:
         with Ticker(bar, lambda: search_status(ctx.study, cfg, lambda: spent + time.time() - start)):
             for slot in range(n):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from .config import search_workers, usable_cores
+from .study import StudyRecord
 
 SCHEDULE = ("trials", "epochs", "proxy_imgsz", "trainer", "score", "estimator", "calibration", "halving", "rungs",
             "eta", "seeds", "batch", "fraction", "rerank", "rerank_epochs", "rerank_imgsz", "final_epochs",
@@ -236,7 +237,7 @@ def probe(ctx, references: list[str], proxy_imgsz: int) -> Costs:
                          fraction=cfg.fraction, single_cls=cfg.single_cls, trainer="fast", score="map")
     proxy, final, probes, gflops = [], [], {}, {}
     bar = tqdm(total=2 * len(references), desc="ultranas plan", unit="probe", dynamic_ncols=True,
-               disable=not getattr(ctx, "progress", True))
+               disable=not ctx.progress)
     doing, started = [""], time.time()
     try:
         with Ticker(bar, lambda: f"{doing[0]}, {time.time() - started:.0f} s"):
@@ -293,7 +294,7 @@ def make_plan(ctx, given, started: float):
     record = {**dataclasses.asdict(plan), "deadline": started + plan.budget_s, "costs": costs.probes,
               "final_line": [costs.final.a, costs.final.b], "final_fixed_s": costs.final_fixed}
     keep_record(ctx, record)
-    ctx.study.set_user_attr("config", cfg.to_dict())  # what workers and a resume check against
+    StudyRecord(ctx.study).config = cfg.to_dict()  # what workers and a resume check against
     atomic_write_yaml(ctx.run_dir / "args.yaml", cfg.to_dict())
     print("\n".join(f"ultranas: {line}" for line in plan.lines()), flush=True)
     return record["deadline"]
@@ -303,14 +304,14 @@ def keep_record(ctx, record: dict) -> None:
     """The plan (and, at the end, what each phase took) in the study and in ``plan/plan.json``."""
     from .fsutil import atomic_write_text
 
-    ctx.study.set_user_attr("plan", record)
+    StudyRecord(ctx.study).plan = record
     atomic_write_text(ctx.run_dir / "plan" / "plan.json", json.dumps(record, indent=1) + "\n")
 
 
 def final_epochs(ctx, gflops: list[float]) -> None:
     """Re-plan the final epochs of a planned run from the time left, for the models it trains (``gflops`` of each,
     once per seed): the most epochs whose trainings end before the deadline (at least 1)."""
-    deadline, plan = getattr(ctx, "plan_deadline", None), ctx.study.user_attrs.get("plan")
+    deadline, plan = ctx.plan_deadline, StudyRecord(ctx.study).plan
     if deadline is None or not plan:
         return
     from .config import final_workers
@@ -350,8 +351,8 @@ class Phases:
         self.last = now
 
     def report(self, ctx) -> None:
-        plan = ctx.study.user_attrs.get("plan")
-        if getattr(ctx, "plan_deadline", None) is None or not plan:
+        plan = StudyRecord(ctx.study).plan
+        if ctx.plan_deadline is None or not plan:
             return
         total = time.time() - self.started
         outcome = {"total_s": round(total, 1), **{f"{k}_s": round(v, 1) for k, v in self.spent.items()}}

@@ -53,9 +53,9 @@ def preflight(cfg: SearchConfig) -> None:
             print(f"ultranas: --pretrained has no checkpoint of {', '.join(others)}: fine-tuned from what "
                   f"{'it inherits' if len(others) == 1 else 'they inherit'} from {inherit.describe()}", flush=True)
     if cfg.storage:
-        from .rundir import check_storage_url
+        from .study import check_study_url
 
-        check_storage_url(cfg.storage, connect=True)
+        check_study_url(cfg.storage, connect=True)
     if cfg.device not in ("cpu", "mps"):
         ids = [int(p) for p in str(cfg.device).replace("cuda:", "").split(",")]
         if max(ids) >= torch.cuda.device_count():

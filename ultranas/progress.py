@@ -13,6 +13,8 @@ from pathlib import Path
 import optuna
 from tqdm import tqdm
 
+from .study import StudyRecord, TrialRecord
+
 TS = optuna.trial.TrialState
 EVERY_S = 5.0  # the longest the status line stays unchanged
 
@@ -64,16 +66,15 @@ def search_status(study: optuna.Study, cfg, search_s: Callable[[], float]) -> st
     now, parts = dt.datetime.now(), []
     running = [t for t in trials if t.state == TS.RUNNING and t.datetime_start is not None]
     if running:
-        run_dir = study.user_attrs.get("run_dir")
+        run_dir = StudyRecord(study).run_dir
         parts.append("running " + " ".join(f"#{t.number} {_epochs(Path(run_dir) / 'trials' / str(t.number)) if run_dir else ''}"
                                            f"{(now - t.datetime_start).total_seconds():.0f}s" for t in running[:4]))
-    if screened := study.user_attrs.get("screened"):
+    if screened := StudyRecord(study).screened:
         parts.append(f"screened {screened}")
     best: dict[str, float] = {}
-    for t in trials:
-        score = t.user_attrs.get("metrics", {}).get("score") if t.state == TS.COMPLETE else None
-        if score is not None:
-            band = t.user_attrs.get("info", {}).get("band") or "best"
+    for r in map(TrialRecord, trials):
+        if r.state == TS.COMPLETE and (score := r.score) is not None:
+            band = r.band or "best"
             best[band] = max(best.get(band, score), score)
     if best:
         parts.append("best " + " ".join(f"{b}={v:.3f}" if b == "best" else f"{b}:{v:.3f}" for b, v in best.items()))

@@ -6,16 +6,16 @@ from __future__ import annotations
 import optuna
 
 from .fsutil import atomic_savefig, atomic_write_csv
+from .study import records
 
 TS = optuna.trial.TrialState
 
 
 def leaderboard_rows(study: optuna.Study, objective_names: list[str]) -> list[dict]:
     rows = []
-    for t in study.get_trials(deepcopy=False):
-        info, metrics = t.user_attrs.get("info", {}), t.user_attrs.get("metrics", {})
-        row = {"trial": t.number, "state": t.state.name, "point": t.user_attrs.get("point", ""),
-               "hash": t.user_attrs.get("hash", "")}
+    for t in records(study):
+        info, metrics = t.info, t.metrics
+        row = {"trial": t.number, "state": t.state.name, "point": t.point or "", "hash": t.hash or ""}
         for name, value in zip(objective_names, t.values or []):
             row[name] = round(value, 6)
         row.update({"score": metrics.get("score"), "map50": metrics.get("map50"),
@@ -23,9 +23,9 @@ def leaderboard_rows(study: optuna.Study, objective_names: list[str]) -> list[di
                     **{f"latency_vs_{r}": round(v["ratio"], 3) for r, v in info.get("latency_vs", {}).items()},
                     "params": info.get("params"), "gflops": info.get("gflops"),
                     **{k: info.get(k) for k in ("imgsz", "proxy_imgsz", "build_s", "latency_s")},
-                    **{k: metrics.get(k) for k in ("data_s", "train_s", "val_s")}, "time_s": t.user_attrs.get("time_s"),
+                    **{k: metrics.get(k) for k in ("data_s", "train_s", "val_s")}, "time_s": t.time_s,
                     **{k: metrics[k] for k in ("inherited", "inherited_from") if k in metrics},
-                    "duplicate_of": t.user_attrs.get("duplicate_of", ""), "failure": t.user_attrs.get("failure", "")})
+                    "duplicate_of": "" if t.duplicate_of is None else t.duplicate_of, "failure": t.failure or ""})
         rows.append(row)
     rows.sort(key=lambda r: (r["state"] != "COMPLETE", -(r["score"] if r["score"] is not None else -1e9)))
     return rows

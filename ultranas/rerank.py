@@ -19,7 +19,7 @@ import optuna
 from .estimation import make_estimator
 from .fsutil import atomic_write_text
 from .input_size import train_size
-from .trials import usable
+from .study import StudyRecord, TrialRecord, usable
 
 
 def rerank_setting(cfg) -> dict:
@@ -43,8 +43,8 @@ def rerank_estimator(ctx, setting: dict):
 
 def records(study: optuna.Study, setting: dict) -> dict[str, dict]:
     """Re-rank results at ``setting``, by design hash."""
-    return {k.split(":", 1)[1]: v for k, v in study.user_attrs.items()
-            if k.startswith("rerank:") and isinstance(v, dict) and v.get("setting") == setting}
+    return {h: v for h, v in StudyRecord(study).cache("rerank").items().items()
+            if isinstance(v, dict) and v.get("setting") == setting}
 
 
 def rerank(ctx) -> list[int]:
@@ -52,17 +52,17 @@ def rerank(ctx) -> list[int]:
     cfg = ctx.cfg
     setting = rerank_setting(cfg)
     done = usable(ctx.study)
-    groups = [[t for t in done if t.user_attrs.get("info", {}).get("band") == b.reference] for b in ctx.bands] \
+    groups = [[t for t in done if t.band == b.reference] for b in ctx.bands] \
         if ctx.bands else [done]
     chosen = []
     for band, group in zip(ctx.bands or [None], groups):
-        top = sorted(group, key=lambda t: -t.user_attrs["metrics"]["score"])[:cfg.rerank]
-        ref = next((t for t in group if band is not None and t.user_attrs.get("point") == band.reference), None)
+        top = sorted(group, key=lambda t: -t.score)[:cfg.rerank]
+        ref = next((t for t in group if band is not None and t.point == band.reference), None)
         for t in [*top, ref]:
             if t is not None and all(t.number != c.number for c in chosen):
                 chosen.append(t)
     known = records(ctx.study, setting)
-    todo = [t for t in chosen if t.user_attrs["hash"] not in known]
+    todo = [t for t in chosen if t.hash not in known]
     if not todo:
         return [t.number for t in chosen]
     estimator = rerank_estimator(ctx, setting)
@@ -70,23 +70,23 @@ def rerank(ctx) -> list[int]:
     print(f"ultranas: re-ranking {len(todo)} design(s) at {setting['imgsz']} px{scaled}, {setting['epochs']} epochs",
           flush=True)
     for t in todo:
-        cand = ctx.trial_candidate(t.user_attrs["genotype"], t.number)
+        cand = ctx.trial_candidate(t.genotype, t.number)
         cand = dataclasses.replace(cand, train_imgsz=train_size(setting["imgsz"], cand.imgsz, cfg.imgsz))
         if not (cand.workdir / "model.yaml").is_file():
-            atomic_write_text(cand.workdir / "model.yaml", ctx.space.to_yaml(t.user_attrs["genotype"], ctx.nc))
+            atomic_write_text(cand.workdir / "model.yaml", ctx.space.to_yaml(t.genotype, ctx.nc))
         t0 = time.time()
         result = estimator.estimate(cand)
         record = {"setting": setting, "score": result["map"], "map50": result["map50"],
-                  "search_score": t.user_attrs["metrics"]["score"], "train_s": round(time.time() - t0, 1)}
-        ctx.study.set_user_attr(f"rerank:{t.user_attrs['hash']}", {**record, "trial": t.number})
-        print(f"ultranas: re-ranked trial {t.number}{' (' + t.user_attrs['point'] + ')' if 'point' in t.user_attrs else ''}: "
+                  "search_score": t.score, "train_s": round(time.time() - t0, 1)}
+        StudyRecord(ctx.study).cache("rerank").put(t.hash, {**record, "trial": t.number})
+        print(f"ultranas: re-ranked trial {t.number}{' (' + t.point + ')' if t.point else ''}: "
               f"mAP50-95 {result['map']:.4f} (search score {record['search_score']:.4f})", flush=True)
     return [t.number for t in chosen]
 
 
-def rank_key(t: optuna.trial.FrozenTrial, known: dict[str, dict]) -> tuple:
+def rank_key(t: TrialRecord, known: dict[str, dict]) -> tuple:
     """Sort key, best first: re-ranked designs (``known``: :func:`records`) by their mAP, then by search score."""
-    rr = known.get(t.user_attrs.get("hash"))
+    rr = known.get(t.hash)
     if rr is not None:
         return (0, -rr["score"])
-    return (1, -t.user_attrs["metrics"]["score"])
+    return (1, -t.score)

@@ -47,29 +47,29 @@ def _differences(stored: dict, cfg: SearchConfig, keys=DEFINING) -> list[str]:
 
 def open_study(cfg: SearchConfig, run_dir: Path, resume: bool = False) -> optuna.Study:
     """The run's study: created (or, with ``resume``, required to exist) and checked against ``cfg``."""
-    from .storage import make_storage
+    from .study import StudyRecord, create_study, study_names
 
     directions = ["maximize" if o == "map" else "minimize" for o in cfg.objectives]
     url = storage_url(cfg, run_dir)
     try:
-        storage = make_storage(url)
-        exists = cfg.name in optuna.study.get_all_study_names(storage)
+        exists = cfg.name in study_names(url)
         if resume and not exists:
             raise UserError(f"no study '{cfg.name}' in {url} (empty or replaced study file?): nothing to resume; "
                             "start a new run")
-        study = optuna.create_study(storage=storage, study_name=cfg.name, directions=directions, load_if_exists=True)
+        study = create_study(url, cfg.name, directions)
     except UserError:
         raise
     except Exception as e:  # corrupt database, unreachable server, bad URL
         raise UserError(f"cannot open the study storage {url}: {str(e).splitlines()[0][:200]}") from None
     if [d.name.lower() for d in study.directions] != directions:
         raise UserError(f"study '{cfg.name}' in {url} has other objectives; use a new --name")
-    stored = study.user_attrs.get("config")
+    record = StudyRecord(study)
+    stored = record.config
     if stored is None:
         if exists and study.trials:
             raise UserError(f"study '{cfg.name}' in {url} was not made by 'ultranas search'; use a new --name")
-        study.set_user_attr("config", cfg.to_dict())  # what 'ultranas worker' joins with
-        study.set_user_attr("run_dir", str(run_dir.resolve()))
+        record.config = cfg.to_dict()  # what 'ultranas worker' joins with
+        record.run_dir = str(run_dir.resolve())
     elif diffs := _differences(stored, cfg):
         raise UserError(f"study '{cfg.name}' in {url} was made with other settings: {'; '.join(diffs[:3])}; "
                         "use a new --name (or 'ultranas worker' to join it with its own settings)")
@@ -88,13 +88,16 @@ def open_study(cfg: SearchConfig, run_dir: Path, resume: bool = False) -> optuna
 def _adopt(study: optuna.Study, cfg: SearchConfig, run_dir: Path, url: str) -> None:
     """A resumed study that recorded another run folder: adopted when its file is inside this run (a copied or moved
     run: workers then write here), refused when it is kept elsewhere (it belongs to the run it recorded)."""
-    recorded, here = study.user_attrs.get("run_dir"), str(Path(run_dir).resolve())
+    from .study import StudyRecord
+
+    record = StudyRecord(study)
+    recorded, here = record.run_dir, str(Path(run_dir).resolve())
     if not recorded or recorded == here:
         return
-    if not _own_storage(url, run_dir):
+    if not _study_file_in(url, run_dir):
         raise UserError(f"--resume {run_dir}: study '{cfg.name}' in {url} belongs to the run {recorded}; resume that "
                         "run (this folder is a copy or was moved)")
-    study.set_user_attr("run_dir", here)
+    record.run_dir = here
 
 
 def new_run_dir(cfg: SearchConfig) -> Path:
@@ -212,43 +215,9 @@ def load_run(resume: str | Path, given: dict | None = None) -> tuple[SearchConfi
     return cfg, run_dir
 
 
-def check_storage_url(url: str, connect: bool = False) -> None:
-    """Refuse a storage URL that cannot work, before anything is created; ``connect``: also reach a database server
-    (SQLite files and journals are not opened: that would create them)."""
-    if url.startswith("journal:") or url.endswith(".log"):
-        parent = Path(url.removeprefix("journal:")).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise UserError(f"--storage {url}: folder {parent} does not exist")
-        return
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    try:
-        parsed = make_url(url)
-        parsed.get_dialect()
-    except (ArgumentError, NoSuchModuleError, ValueError) as e:
-        raise UserError(f"--storage {url!r} is not a database URL optuna can use ({str(e).splitlines()[0][:120]}); "
-                        "e.g. postgresql://user:pw@host/db, sqlite:///study.db or journal:study.log") from None
-    if parsed.drivername.startswith("sqlite"):
-        if parsed.database:
-            parent = Path(parsed.database).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise UserError(f"--storage {url}: folder {parent} does not exist")
-        return
-    if connect:
-        from .storage import make_storage
-
-        try:
-            optuna.study.get_all_study_names(make_storage(url))
-        except UserError:
-            raise
-        except Exception as e:
-            raise UserError(f"cannot open the study storage {url}: {str(e).splitlines()[0][:200]}") from None
-
-
-def _own_storage(url: str, run_dir: Path) -> bool:
+def _study_file_in(url: str, run_dir: Path) -> bool:
     """Whether ``url`` is a study file inside the run folder ``run_dir`` (a copy of the run copies it too)."""
-    from .storage import storage_file
+    from .study import storage_file
 
     file = storage_file(url)
     return file is not None and file.parent == Path(run_dir).resolve()
@@ -258,7 +227,7 @@ def _check_study_run(cfg: SearchConfig, run_dir: Path) -> None:
     """A resumed run's study kept outside the run (``--storage``) must belong to this run: a study file inside another
     run, or a SQLite study that recorded another run folder (this one is a copy), is refused before anything is
     written (database servers and journals: checked by :func:`open_study`)."""
-    from .storage import recorded_run_dir, storage_file
+    from .study import recorded_run_dir, storage_file
 
     url, here = cfg.storage, Path(run_dir).resolve()
     file = storage_file(url)

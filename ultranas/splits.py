@@ -34,6 +34,7 @@ from .dataset_files import label_rows
 from .errors import UserError
 from .fsutil import atomic_write_text
 from .safe_yaml import read_text, safe_load
+from .study import StudyRecord
 
 SELECT_ON = ("auto", "val", "train")  # train: a carved, class-stratified part of the train split
 JUDGE_ON = ("auto", "val", "test")
@@ -140,7 +141,7 @@ def _stored_choice(record: Path, study) -> tuple[str, str, str] | None:
     if record.is_file():
         got = safe_load(read_text(record, "split record"))
         return got["select_on"], got["judge_on"], got.get("note", "")
-    if study is not None and (got := study.user_attrs.get("splits")):
+    if study is not None and (got := StudyRecord(study).splits):
         return got["select_on"], got["judge_on"], got.get("note", "")
     return None
 
@@ -158,8 +159,8 @@ def plan_splits(cfg, data_yaml: Path, run_dir: Path, study=None) -> SplitPlan:
         done = study is not None and study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if done and choice[0] != "val":
             choice = ("val", choice[1], "its trials were scored on val before runs had selection splits")
-    if study is not None and not study.user_attrs.get("splits"):
-        study.set_user_attr("splits", dict(zip(("select_on", "judge_on", "note"), choice)))
+    if study is not None and not StudyRecord(study).splits:
+        StudyRecord(study).splits = dict(zip(("select_on", "judge_on", "note"), choice))
     select, judge, note = choice
     root, train_dir, verdict = run_dir / "splits", _folder(data, "train"), _folder(data, judge)
     train_files = list_images(train_dir)

@@ -10,6 +10,7 @@ saved in the run (``error.txt``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -28,14 +29,19 @@ from .estimation import Pruned
 from .fsutil import ask_lock, atomic_write_text
 from .progress import Ticker, search_bar, search_status
 from .space import SearchSpace
-from .storage import fail_stale, heartbeat
 from .strategies import pareto_fitness
-from .trials import (
-    COUNTED,
-    add_screened,
+from .study import (
+    StudyRecord,
+    TrialRecord,
+    band_counts,
+    band_misses,
     counted,
     done_by_hash,
+    enqueue,
+    evaluating,
+    fail_stale,
     gives_way,
+    heartbeat,
     requeue,
     seen_hashes,
     tell_uncounted,
@@ -45,6 +51,7 @@ from .trials import (
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TS = optuna.trial.TrialState
 MAX_SCREENED = 500  # proposals in a row that fail the screen before the search gives up
+CLOCK_SAVE_S = 30.0  # how often a worker records the search's running time in the study
 SAMPLER_MISSES = 3  # an optuna sampler's designs in a row outside the band whose turn it is, before a band mutation
 # what a design that cannot be built, trained, timed or exported raises: shape and numerics (RuntimeError, ValueError
 # from torch's layer checks, FloatingPointError), memory, and UserError (a design the data or target cannot take)
@@ -55,23 +62,24 @@ def warm_start(ctx: SearchContext) -> None:
     """Queue the hand-designed baselines (:meth:`SearchContext.baselines`) once, before any strategy proposal: the
     references first (they anchor the bands and the re-rank), then the others in the order the data suggests (of
     the hand-scaled ones, those at the input sizes the data profile favours)."""
-    if not ctx.cfg.warm_start or ctx.study.user_attrs.get("warm_started"):
+    record = StudyRecord(ctx.study)
+    if not ctx.cfg.warm_start or record.warm_started:
         return
-    profile = getattr(ctx, "profile", None)
+    profile = ctx.profile
     order = points_first(ctx.baselines(), profile, kept_points(ctx.cfg), say=True)
     order = [(n, g) for n, g in order if n in ctx.space.points or n in kept_points(ctx.cfg)
              or scale_suits(profile, g.get("input_scale", 1.0))]  # the final stage compares with all of them
     for name, point in sorted(order, key=lambda item: item[0] not in ctx.cfg.references):
-        ctx.study.enqueue_trial(point, user_attrs={"point": name})
-    ctx.study.set_user_attr("warm_started", True)
+        enqueue(ctx.study, point, point=name)
+    record.warm_started = True
 
 
 def _history(ctx: SearchContext, band) -> tuple[list, list[float]]:
     """What a strategy may see: completed trials (of ``band``, ranked by score; or all, by Pareto fitness)."""
     done = usable(ctx.study, deepcopy=True)
     if band is not None:
-        done = [t for t in done if t.user_attrs.get("info", {}).get("band") == band.reference]
-        return done, [t.user_attrs["metrics"]["score"] for t in done]
+        done = [r for r in done if r.band == band.reference]
+        return done, [r.score for r in done]
     return done, pareto_fitness([t.values for t in done], ctx.directions)
 
 
@@ -96,17 +104,13 @@ def propose(ctx: SearchContext) -> str | None:
     generation is uniform, and few designs are as fast as a small reference), the band's turn goes to a mutation of
     its best design so far (its reference at first), screened here like any proposal.
     """
-    counts: dict[str, int] = {}
-    for t in ctx.study.get_trials(deepcopy=False, states=COUNTED):
-        if not t.user_attrs.get("uncounted") and (band := t.user_attrs.get("info", {}).get("band")):
-            counts[band] = counts.get(band, 0) + 1
-    band = next_band(ctx.bands, counts) if ctx.bands else None
+    band = next_band(ctx.bands, band_counts(ctx.study)) if ctx.bands else None
     history, fitness = _history(ctx, band)
     seen, t0 = seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter()
     told = 0  # proposals turned away so far that the study has been told of (a progress bar elsewhere shows them)
     for attempt in range(MAX_SCREENED):
         g = propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed, len(ctx.study.trials), attempt)
-        if g is None and band is not None and _sampler_missed(ctx.study, band.reference):
+        if g is None and band is not None and band_misses(ctx.study, band.reference, SAMPLER_MISSES):
             g = _band_mutation(ctx, band.reference, history, fitness, attempt)
         if g is None:
             return band.reference if band else None  # the sampler proposes inside the trial
@@ -119,36 +123,21 @@ def propose(ctx: SearchContext) -> str | None:
         except TRIAL_ERRORS:
             accepted = True  # cannot be built or timed: the trial records why, as a failed design
         if accepted:
-            ctx.study.enqueue_trial(g)
-            add_screened(ctx.study, attempt - told, time.perf_counter() - t0)
+            enqueue(ctx.study, g)
+            StudyRecord(ctx.study).add_screened(attempt - told, time.perf_counter() - t0)
             return None
-        add_screened(ctx.study, attempt + 1 - told)  # built and timed, then screened out: about a second each
+        StudyRecord(ctx.study).add_screened(attempt + 1 - told)  # built and timed, then screened out: ~1 s each
         told = attempt + 1
-    add_screened(ctx.study, MAX_SCREENED - told, time.perf_counter() - t0)
+    StudyRecord(ctx.study).add_screened(MAX_SCREENED - told, time.perf_counter() - t0)
     raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
                     + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"
                     " relax the limits or lower --trials")
 
 
-def _sampler_missed(study: optuna.Study, band: str) -> bool:
-    """Whether the sampler's last ``SAMPLER_MISSES`` designs for ``band`` (since its last counted trial) were not
-    trained: invalid, duplicates, or screened out (most often: in another band)."""
-    misses = 0
-    for t in reversed(study.get_trials(deepcopy=False)):
-        if t.user_attrs.get("info", {}).get("band") == band and not t.user_attrs.get("uncounted") \
-                and t.state in COUNTED:
-            return False
-        if t.user_attrs.get("band_turn") == band and t.user_attrs.get("band_miss"):
-            misses += 1
-            if misses >= SAMPLER_MISSES:
-                return True
-    return False
-
-
 def _band_mutation(ctx: SearchContext, band: str, history, fitness, attempt: int) -> dict:
     """A one- or two-decision mutation of the band's best design so far (its reference when it has none)."""
     rng = random.Random(f"{ctx.cfg.seed}-{len(ctx.study.trials)}-{attempt}-band")
-    parent = max(zip(history, fitness), key=lambda tf: tf[1])[0].user_attrs["genotype"] if history \
+    parent = max(zip(history, fitness), key=lambda tf: tf[1])[0].genotype if history \
         else ctx.references[band].genotype
     return ctx.space.mutate(parent, rng, k=1 + attempt % 2)
 
@@ -159,31 +148,29 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
     ok, reason = ctx.space.check(g)
     if not ok:
         return _missed(ctx, trial, f"invalid design: {reason}", TS.FAIL, "invalid")
-    h = ctx.space.design_hash(g, ctx.nc)
-    trial.set_user_attr("genotype", g)
-    trial.set_user_attr("hash", h)
+    h, rec = ctx.space.design_hash(g, ctx.nc), TrialRecord(trial)
+    rec.genotype, rec.hash = g, h
     if (twin := done_by_hash(ctx.study).get(h)) is not None:
-        for k in ("metrics", "info"):
-            if k in twin.user_attrs:
-                trial.set_user_attr(k, twin.user_attrs[k])
-        trial.set_user_attr("duplicate_of", twin.number)
-        trial.set_user_attr("uncounted", True)
-        if trial.user_attrs.get("band_turn"):
-            trial.set_user_attr("band_miss", True)
+        if twin.has("metrics"):
+            rec.metrics = twin.metrics
+        if twin.has("info"):
+            rec.info = twin.info
+        rec.duplicate_of, rec.uncounted = twin.number, True
+        if rec.band_turn:
+            rec.band_miss = True
         ctx.study.tell(trial, twin.values)
         return "duplicate", None
-    if any(t.user_attrs.get("hash") == h and t.number != trial.number
-           for t in ctx.study.get_trials(deepcopy=False, states=(TS.RUNNING,))):
+    if evaluating(ctx.study, h, other_than=trial.number):
         return _missed(ctx, trial, "the same design is being evaluated by another worker", TS.FAIL, "duplicate")
     t0 = time.time()
     try:
         cand = ctx.trial_candidate(g, trial.number)
-        prior = trial.user_attrs.get("info", {})
+        prior = rec.info
         if "latency_vs" in prior and "latency_ms" not in cand.info:
             cand.info.update(prior)  # a retry keeps the judgement that let it in (measured on the first worker's host)
         screened = ctx.judge(cand)
-        trial.set_user_attr("info", cand.info)
-        if screened is None and (turn := trial.user_attrs.get("band_turn")) and cand.info.get("band") != turn:
+        rec.info = cand.info
+        if screened is None and (turn := rec.band_turn) and cand.info.get("band") != turn:
             screened = f"in band {cand.info['band']}, not in band {turn} whose turn it is"
         if screened is not None:
             return _missed(ctx, trial, f"screened: {screened}", TS.PRUNED, "screened")
@@ -196,41 +183,38 @@ def evaluate_trial(ctx: SearchContext, trial: optuna.Trial) -> tuple[str, float 
         values = [o.value(cand, result) for o in ctx.objectives]
         if not all(math.isfinite(v) for v in values):
             raise FloatingPointError(f"non-finite objective values {values}")
-        trial.set_user_attr("metrics", {k: v for k, v in result.items() if isinstance(v, (int, float, str))})
-        trial.set_user_attr("time_s", round(time.time() - t0, 2))
+        rec.metrics = {k: v for k, v in result.items() if isinstance(v, (int, float, str))}
+        rec.time_s = round(time.time() - t0, 2)
         ctx.study.tell(trial, values)
         return "complete", result["score"]
     except Pruned as p:
-        trial.set_user_attr("metrics", {k: v for k, v in p.result.items() if isinstance(v, (int, float, str))})
-        trial.set_user_attr("failure", str(p))
+        rec.metrics = {k: v for k, v in p.result.items() if isinstance(v, (int, float, str))}
+        rec.failure = str(p)
         ctx.study.tell(trial, state=TS.PRUNED)
         return "pruned", None
     except KeyboardInterrupt:
-        trial.set_user_attr("failure", "interrupted (Ctrl-C); re-queued")
-        trial.set_user_attr("uncounted", True)
+        rec.failure, rec.uncounted = "interrupted (Ctrl-C); re-queued", True
         ctx.study.tell(trial, state=TS.FAIL)
-        requeue(ctx.study, trial.params, trial.user_attrs, trial.number)
+        requeue(ctx.study, trial.params, rec, trial.number)
         raise
     except TRIAL_ERRORS as e:
         kind = "out of memory" if isinstance(e, torch.OutOfMemoryError) else type(e).__name__
-        trial.set_user_attr("failure", f"{kind}: {_first_line(e)}")
-        trial.set_user_attr("time_s", round(time.time() - t0, 2))
+        rec.failure, rec.time_s = f"{kind}: {_first_line(e)}", round(time.time() - t0, 2)
         ctx.study.tell(trial, state=TS.FAIL)
         return "failed", None
     except Exception as e:  # not the design's failure: a bug, which must not be recorded as a bad design
         if _passing(e):
             raise  # the storage or the disk: the trial stays running, and is retried when its heartbeat goes stale
-        trial.set_user_attr("failure", f"internal error {type(e).__name__}: {_first_line(e)}")
-        trial.set_user_attr("uncounted", True)
+        rec.failure, rec.uncounted = f"internal error {type(e).__name__}: {_first_line(e)}", True
         ctx.study.tell(trial, state=TS.FAIL)
         raise stopped(ctx, e, f"trial {trial.number}") from e
 
 
 def _missed(ctx: SearchContext, trial: optuna.Trial, reason: str, state, label: str) -> tuple[str, None]:
     """End a trial that is not evaluated (invalid, duplicate, screened); a sampler's design for a band's turn is
-    recorded as a miss of that band (:func:`_sampler_missed`)."""
-    if trial.user_attrs.get("band_turn"):
-        trial.set_user_attr("band_miss", True)
+    recorded as a miss of that band (:func:`ultranas.study.band_misses`)."""
+    if (rec := TrialRecord(trial)).band_turn:
+        rec.band_miss = True
     return tell_uncounted(ctx.study, trial, reason, state, label)
 
 
@@ -274,13 +258,21 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
     trials other workers are still running (a dead worker's trial is failed after its heartbeat grace and retried)."""
     without_progress = 0
     bar = search_bar(ctx.cfg, counted(ctx.study), "ultranas search", progress)
-    start, spent = time.time(), float(ctx.study.user_attrs.get("search_s", 0.0))  # earlier sessions of this run
+    record = StudyRecord(ctx.study)
+    start, spent = time.time(), float(record.search_s)  # earlier sessions of this run
+    saved = -math.inf  # written when the loop starts, then every CLOCK_SAVE_S and when it ends
+
+    def save_clock(every: float = CLOCK_SAVE_S) -> None:  # the run's search time, kept for a resume
+        nonlocal saved
+        if (elapsed := spent + time.time() - start) - saved >= every:
+            record.search_s, saved = round(elapsed, 1), elapsed
+
     ticker = Ticker(bar, lambda: search_status(ctx.study, ctx.cfg, lambda: spent + time.time() - start))
     try:
         with ticker:
             while counted(ctx.study) < ctx.cfg.trials:
                 elapsed = spent + time.time() - start
-                ctx.study.set_user_attr("search_s", round(elapsed, 1))
+                save_clock()
                 if ctx.cfg.time_limit is not None and elapsed >= 60 * ctx.cfg.time_limit:
                     print(f"ultranas: the search's {ctx.cfg.time_limit:g} min" + (
                         f" (of the {ctx.cfg.budget:g} min budget)" if ctx.cfg.budget else " (--time-limit)")
@@ -300,9 +292,10 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
                     queued = {t.number for t in ctx.study.get_trials(deepcopy=False, states=(TS.WAITING,))} \
                         if turn is not None else set()  # a retry or a remote worker's design queued meanwhile
                     trial = ctx.study.ask()
-                    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+                    rec = TrialRecord(trial)
+                    rec.worker = f"{socket.gethostname()}:{os.getpid()}"
                     if turn is not None and trial.number not in queued:
-                        trial.set_user_attr("band_turn", turn)  # the sampler's design is screened against it
+                        rec.band_turn = turn  # the sampler's design is screened against it
                 if gives_way(ctx.study, trial, ctx.cfg.trials):
                     time.sleep(poll_s)
                     continue
@@ -313,3 +306,5 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
                 ticker.tick()
     finally:
         bar.close()
+        with contextlib.suppress(Exception):  # best effort: a lost database must not hide what stopped the loop
+            save_clock(every=0.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import optuna
 
 from ..objectives._base import Candidate
+from ..study import TrialRecord, records
 from ._base import Estimator
 
 
@@ -34,17 +35,15 @@ class SuccessiveHalving:
     def peers(self, study: optuna.Study, trial: optuna.Trial, rung: int, band: str | None = None) -> list[float]:
         """Scores other trials reached at ``rung``: of the same latency ``band`` only (a band's designs compete
         with each other, not with faster or slower ones), or of every trial without bands."""
-        key = f"rung{rung}"
-        return [t.user_attrs[key] for t in study.get_trials(deepcopy=False)
-                if t.number != trial.number and key in t.user_attrs
-                and (band is None or t.user_attrs.get("info", {}).get("band") == band)]
+        return [r.rung(rung) for r in records(study) if r.number != trial.number and r.rung(rung) is not None
+                and (band is None or r.band == band)]
 
     def run(self, estimator: Estimator, candidate: Candidate, study: optuna.Study, trial: optuna.Trial) -> dict:
         result: dict = {}
         for r, fidelity in enumerate(self.rungs):
             result = estimator.estimate(candidate, fidelity)
             score = float(result["score"])
-            trial.set_user_attr(f"rung{r}", score)
+            TrialRecord(trial).set_rung(r, score)
             if r == len(self.rungs) - 1:
                 break
             peers = self.peers(study, trial, r, candidate.info.get("band"))

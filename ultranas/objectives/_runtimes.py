@@ -42,7 +42,8 @@ def ncnn_runner(module: torch.nn.Module, args: tuple, threads: int) -> Callable[
         param, weights = ultra.ncnn_files(module, args, folder)
         net = ncnn.Net()
         net.opt.num_threads = int(threads)
-        net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = False
+        for fp16 in ("packed", "storage", "arithmetic"):  # fp32 throughout, as the other runtimes time it
+            setattr(net.opt, f"use_fp16_{fp16}", False)
         if net.load_param(str(param)) or net.load_model(str(weights)):
             raise RuntimeError("ncnn could not load the PNNX conversion of this design")
     inputs = [ncnn.Mat(a[0]).clone() for a in _flat_numpy(args)]  # ncnn takes one image (C, H, W), batch 1

@@ -47,19 +47,19 @@ from ._timing import (
     time_runs,
 )
 
-CACHE_PREFIX = "latency:"
-
 
 # -- cache ------------------------------------------------------------------------------------------------------
 class LatencyCache:
-    """Measurements by key, in memory and, given an optuna ``study``, in its user attributes (survives resume).
+    """Measurements by key, in memory and, given an optuna ``study``, in its ``latency`` cache (survives resume).
 
     A miss re-reads the study's attributes once, so measurements made by other workers on the same storage are
     found too.
     """
 
     def __init__(self, study=None):
-        self.study = study
+        from ..study import StudyRecord
+
+        self._stored = StudyRecord(study).cache("latency") if study is not None else None
         self._mem: dict[str, dict] = {}
         self.hits = self.misses = 0
         self._reload()
@@ -67,15 +67,14 @@ class LatencyCache:
     @staticmethod
     def key(design_hash: str, target: str, imgsz: int, batch: int = 1, threads: int | None = None,
             host: str | None = None) -> str:
-        """``latency:<design>:<target>[@runtime versions]:<imgsz>:b<batch>:t<threads>:<host id>``."""
+        """``<design>:<target>[@runtime versions]:<imgsz>:b<batch>:t<threads>:<host id>``."""
         threads = int(threads or default_threads())
         host = host or host_fingerprint()["id"]
-        return f"{CACHE_PREFIX}{design_hash}:{target}{runtime_tag(target)}:{imgsz}:b{batch}:t{threads}:{host}"
+        return f"{design_hash}:{target}{runtime_tag(target)}:{imgsz}:b{batch}:t{threads}:{host}"
 
     def _reload(self) -> None:
-        if self.study is not None:
-            attrs = self.study.user_attrs
-            self._mem.update({k: v for k, v in attrs.items() if k.startswith(CACHE_PREFIX) and isinstance(v, dict)})
+        if self._stored is not None:
+            self._mem.update({k: v for k, v in self._stored.items().items() if isinstance(v, dict)})
 
     def get(self, key: str) -> dict | None:
         if key not in self._mem:
@@ -88,8 +87,8 @@ class LatencyCache:
 
     def put(self, key: str, value: dict) -> None:
         self._mem[key] = copy.deepcopy(value)
-        if self.study is not None:
-            self.study.set_user_attr(key, value)
+        if self._stored is not None:
+            self._stored.put(key, value)
 
     def __len__(self) -> int:
         return len(self._mem)

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 import optuna
 
 from ..space import SearchSpace
-
-FrozenTrial = optuna.trial.FrozenTrial
+from ..study import TrialRecord
 
 
 class Strategy:
@@ -31,11 +30,12 @@ class Strategy:
     def sampler(self) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=self.seed)
 
-    def propose(self, history: Sequence[FrozenTrial], fitness: Sequence[float], rng: random.Random) -> dict | None:
+    def propose(self, history: Sequence[TrialRecord], fitness: Sequence[float], rng: random.Random) -> dict | None:
         """A genotype to evaluate next, or ``None`` to let the sampler choose.
 
         Args:
-            history: completed trials (each with ``user_attrs["genotype"]``), oldest first; read-only.
+            history: completed designs (:class:`ultranas.study.TrialRecord`: ``genotype``, ``values``, ``score``
+                ...), oldest first; read-only.
             fitness: one scalar per trial of ``history``, higher is better.
             rng: the random stream for this proposal (seeded by the engine, so runs repeat).
         """

@@ -55,6 +55,6 @@ class DartsStrategy(EvolutionStrategy):
         g = (self.result or {}).get("genotype")
         if g is not None and not self._offered:
             self._offered = True
-            if not any(t.user_attrs.get("genotype") == g for t in history):
+            if not any(t.genotype == g for t in history):
                 return dict(g)
         return super().propose(history, fitness, rng)

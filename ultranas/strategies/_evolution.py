@@ -23,7 +23,7 @@ class EvolutionStrategy(Strategy):
 
         def tournament():
             picks = rng.sample(range(len(population)), min(self.sample_size, len(population)))
-            return population[max(picks, key=lambda i: population[i][1])][0].user_attrs["genotype"]
+            return population[max(picks, key=lambda i: population[i][1])][0].genotype
 
         parent = tournament()
         if rng.random() < self.crossover_prob:

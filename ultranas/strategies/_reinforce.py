@@ -32,7 +32,7 @@ class ReinforceStrategy(Strategy):
             r = (f - lo) / (hi - lo) if hi > lo else 0.0
             baseline = r if baseline is None else self.baseline_decay * baseline + (1 - self.baseline_decay) * r
             advantage = r - baseline
-            g = trial.user_attrs["genotype"]
+            g = trial.genotype
             for d, choices in self.space.decisions.items():
                 if g.get(d) not in choices:
                     continue

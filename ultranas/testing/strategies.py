@@ -13,6 +13,7 @@ import optuna
 
 from ..space import SearchSpace
 from ..strategies import make_strategy
+from ..study import TrialRecord, records
 from ..trial_loop import propose_genotype, suggest_genotype
 
 
@@ -41,7 +42,7 @@ def regret(space: SearchSpace, strategy: str, trials: int, seed: int) -> float:
     study = optuna.create_study(direction="maximize", sampler=strat.sampler())
     best = 0.0
     for _ in range(trials):
-        history = [t for t in study.get_trials(deepcopy=True, states=(optuna.trial.TrialState.COMPLETE,))]
+        history = records(study, (optuna.trial.TrialState.COMPLETE,), deepcopy=True)
         g = propose_genotype(strat, space, history, [t.values[0] for t in history], seed, len(study.trials))
         if g is not None:
             study.enqueue_trial(g)
@@ -50,7 +51,7 @@ def regret(space: SearchSpace, strategy: str, trials: int, seed: int) -> float:
         if not space.check(g)[0]:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
-        trial.set_user_attr("genotype", g)
+        TrialRecord(trial).genotype = g
         score = synthetic_score(space, g, target)
         study.tell(trial, score)
         best = max(best, score)

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 
-from .errors import UserError
+from ..errors import UserError
 
 HEARTBEAT_S, GRACE_S = 5, 20
 SQLITE_WAIT_S = 60  # seconds a write waits for another process's SQLite lock
@@ -149,3 +149,51 @@ def recorded_run_dir(db: Path, name: str) -> str | None:
     except (sqlite3.Error, ValueError):
         return None
     return value if isinstance(value, str) else None
+
+
+def check_study_url(url: str, connect: bool = False) -> None:
+    """Refuse a storage URL that cannot work, before anything is created; ``connect``: also reach a database server
+    (SQLite files and journals are not opened: that would create them)."""
+    if url.startswith("journal:") or url.endswith(".log"):
+        parent = Path(url.removeprefix("journal:")).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise UserError(f"--storage {url}: folder {parent} does not exist")
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as e:
+        raise UserError(f"--storage {url!r} is not a database URL optuna can use ({str(e).splitlines()[0][:120]}); "
+                        "e.g. postgresql://user:pw@host/db, sqlite:///study.db or journal:study.log") from None
+    if parsed.drivername.startswith("sqlite"):
+        if parsed.database:
+            parent = Path(parsed.database).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise UserError(f"--storage {url}: folder {parent} does not exist")
+        return
+    if connect:
+        try:
+            optuna.study.get_all_study_names(make_storage(url))
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(f"cannot open the study storage {url}: {str(e).splitlines()[0][:200]}") from None
+
+
+def study_names(url: str) -> list[str]:
+    """The studies in the storage at ``url``."""
+    return optuna.study.get_all_study_names(make_storage(url))
+
+
+def load_study(url: str, name: str) -> optuna.Study:
+    """Study ``name`` in the storage at ``url`` (``KeyError``: no such study)."""
+    return optuna.load_study(study_name=name, storage=make_storage(url))
+
+
+def create_study(url: str, name: str, directions: list[str]) -> optuna.Study:
+    """Study ``name`` in the storage at ``url``, created if it does not exist."""
+    return optuna.create_study(storage=make_storage(url), study_name=name, directions=directions,
+                               load_if_exists=True)
