@@ -1,9 +1,10 @@
 """``ultranas`` command line: search, worker, calibrate, space, info, and Ultralytics-style predict/val/train/export.
 
-Every user mistake is one line on stderr and exit code 2; Ctrl-C is exit 130 with how to resume. Choices and help
-of ``--strategy``, ``--objectives``, ``--estimator``, ``--proxy``, ``--latency-target`` and ``calibrate
---estimators`` are read from the registries. Only the command being run gets its flags built (those read the
-registries, which import torch), so ``ultranas --help``, ``space`` and ``info`` start fast.
+Every user mistake is one line on stderr and exit code 2; Ctrl-C is exit 130 with how to resume. The search flags
+(help, type, group) are built from the settings table, ``ultranas.settings.SETTINGS``, with ``SearchConfig``'s
+defaults. Choices and help of ``--strategy``, ``--objectives``, ``--estimator``, ``--proxy``, ``--latency-target``
+and ``calibrate --estimators`` are read from the registries. Only the command being run gets its flags built (those
+read the registries, which import torch), so ``ultranas --help``, ``space`` and ``info`` start fast.
 """
 
 from __future__ import annotations
@@ -21,109 +22,37 @@ from .cli_style import EXAMPLES, HelpFormatter, Parser, VersionAction, expand_ke
 from .errors import UserError
 
 
-def _csv(cast=str):
-    return lambda s: [cast(x) for x in s.split(",") if x.strip()]
-
-
-def _names(registry) -> str:
-    return ", ".join(registry)
-
-
-def _search_args(p: argparse.ArgumentParser) -> None:
-    from .config import SearchConfig
+def registry_names() -> dict[str, str]:
+    """What a setting's help may name, e.g. ``{STRATEGIES}``: each registry's entries, comma separated."""
     from .estimation import ESTIMATORS, SCORES, TRAINERS
     from .estimation._zero_cost import ZERO_COST_PROXIES
     from .objectives import OBJECTIVES
     from .objectives._targets import TARGETS
     from .strategies import STRATEGIES
 
-    d = SearchConfig()
-    g = p.add_argument_group("data and space")
-    g.add_argument("--data", default=d.data, help="data YAML; 'coco8.yaml' is bundled (default)")
-    g.add_argument("--space", default=d.space, help="space name (yolo, mobile) or YAML path")
-    g = p.add_argument_group("strategy and budget")
-    g.add_argument("--strategy", default=d.strategy, help=f"search strategy: {_names(STRATEGIES)}")
-    g.add_argument("--trials", type=int, default=d.trials, help="designs to train (baselines included; designs "
-                   "screened out by a limit or a latency band do not count)")
-    g.add_argument("--time-limit", type=float, default=None, help="minutes for the whole job, planned: alone (no schedule "
-                   "setting such as --epochs or --final-epochs), ultranas times the references and chooses the proxy "
-                   "size, epochs, re-rank and final stage to fit; with them, minutes of search only (no trial starts "
-                   "after them; the re-rank and final stage run after; so too with --resume)")
-    g.add_argument("--objectives", type=_csv(), default=d.objectives, help=f"comma list of {_names(OBJECTIVES)}")
-    g.add_argument("--focus", default=d.focus, help="bands (default): spend the trials under each reference's "
-                   "latency; front: the whole Pareto front of --objectives")
-    g.add_argument("--band-floor", type=float, default=d.band_floor, help="a band holds designs whose latency is in "
-                   "(floor, 1] x its reference's (default 0: anything no slower)")
-    g = p.add_argument_group("estimation: each candidate's cheap score while searching")
-    g.add_argument("--estimator", default=d.estimator, help=f"performance estimator: {_names(ESTIMATORS)}")
-    g.add_argument("--calibration", default=None, help="calibration.json from 'ultranas calibrate': use its estimator "
-                   "(it sets the proxy size, never --imgsz)")
-    g.add_argument("--trainer", default=d.trainer, help=f"short-train trainer: {_names(TRAINERS)}")
-    g.add_argument("--score", default=d.score, help=f"short-train ranks by: {_names(SCORES)} (all but map need "
-                   "--trainer fast)")
-    g.add_argument("--proxy", default=d.proxy, help=f"zero-cost proxy (with --estimator zero-cost): "
-                   f"{_names(ZERO_COST_PROXIES)}")
-    g.add_argument("--epochs", type=int, default=d.epochs, help="epochs of each candidate's short schedule")
-    g.add_argument("--imgsz", type=int, default=d.imgsz, help="deploy size: latency, limits, final retrain, found_*.pt")
-    g.add_argument("--proxy-imgsz", type=int, default=d.proxy_imgsz, help="training size of candidates while searching")
-    g.add_argument("--input-scales", type=_csv(float), default=None, help="input sizes designs may have, as "
-                   "multiples of --imgsz listing 1, e.g. 1 (the deploy size only) or 0.75,1,1.25 (default: the "
-                   "space's own)")
-    g.add_argument("--batch", type=int, default=d.batch, help="batch size of candidates and final trainings")
-    g.add_argument("--fraction", type=float, default=d.fraction, help="fraction of training images per candidate")
-    g.add_argument("--single-cls", action="store_true", help="class-agnostic targets while searching")
-    g = p.add_argument_group("selection and verdict splits")
-    g.add_argument("--select-on", default=d.select_on, help="the split that scores designs while searching: auto "
-                   "(val when the data has test:, else a part carved from train), val, or train (carved)")
-    g.add_argument("--judge-on", default=d.judge_on, help="the split that judges the final stage: auto (test when the "
-                   "data has it, else val), val or test")
-    g.add_argument("--select-share", type=float, default=d.select_share, help="share of train carved as the "
-                   "selection split (at least 50 images)")
-    g = p.add_argument_group("seeds, re-ranking, successive halving")
-    g.add_argument("--seeds", type=_csv(int), default=d.seeds, help="seeds averaged per candidate, e.g. 0,1")
-    g.add_argument("--rerank", type=int, default=d.rerank, help="re-train the K best designs of each band at a "
-                   "higher fidelity before the final stage picks one (0: off)")
-    g.add_argument("--rerank-epochs", type=int, default=d.rerank_epochs, help="epochs of a re-rank training")
-    g.add_argument("--rerank-imgsz", type=int, default=None, help="default: twice --proxy-imgsz")
-    g.add_argument("--halving", action="store_true", help="successive halving over --rungs")
-    g.add_argument("--rungs", type=_csv(float), default=d.rungs, help="fidelities, ending at 1.0")
-    g.add_argument("--eta", type=int, default=d.eta, help="halving: the top 1/eta of a rung go on")
-    g.add_argument("--no-warm-start", dest="warm_start", action="store_false", help="skip the baseline points")
-    g = p.add_argument_group("latency, limits and references")
-    g.add_argument("--max-latency", type=float, default=None, help="hard limit, ms (each design at its own input size)")
-    g.add_argument("--max-params", type=float, default=None, help="hard limit, parameters")
-    g.add_argument("--max-gflops", type=float, default=None, help="hard limit, GFLOPs (each design at its own input size)")
-    g.add_argument("--latency-le", default=None, help="hard limit: latency <= that of this point, e.g. yolo11n")
-    g.add_argument("--latency-target", default=d.latency_target, help=f"where latency is measured: {_names(TARGETS)}")
-    g.add_argument("--latency-lut", default=None, help="a saved LatencyLUT JSON (same --latency-target and --imgsz): "
-                   "designs' latencies are predicted from its per-layer table instead of measured")
-    g.add_argument("--references", type=_csv(), default=d.references, help="baselines the search aims under and the final "
-                   "stage compares with; found_<scale>.pt for each (default yolo11n,yolo11s: those the space has)")
-    g.add_argument("--pretrained", type=_csv(), default=None, help="your pretrained checkpoints of hand-designed "
-                   "points, e.g. yolo11n.pt,yolo26n.pt: every design inherits their weights where its layers "
-                   "correspond and is fine-tuned from them, the references from their own")
-    g = p.add_argument_group("final stage and workers")
-    g.add_argument("--final-epochs", type=int, default=d.final_epochs, help="epochs of each final retrain")
-    g.add_argument("--final-init", default=d.final_init, choices=("scratch", "supernet"), help="final retrain "
-                   "from scratch (default) or from the supernet's inherited weights, found designs and references "
-                   "alike (needs --estimator supernet)")
-    g.add_argument("--final-seeds", type=_csv(int), default=d.final_seeds, help="seeds of the final retrain, e.g. "
-                   "0,1,2 (each design is trained once per seed)")
-    g.add_argument("--workers", type=int, default=d.workers, help="local worker processes evaluating trials in "
-                   "parallel (0, default: one per physical CPU core, at most 4, or one per GPU in --device)")
-    g.add_argument("--final-workers", type=int, default=d.final_workers, help="final-stage trainings run in parallel")
-    g.add_argument("--final-cache", default=None, help="JSON-lines file of final results reused across runs")
-    g.add_argument("--no-final", dest="final", action="store_false", help="skip the final retrain")
-    g.add_argument("--final", dest="final", action="store_true", help="run the final retrain (the default; with "
-                   "--resume, the way to run it for a run made with --no-final)")
-    g = p.add_argument_group("run")
-    g.add_argument("--device", default=d.device, help="cpu, 0, 0,1 or cuda:0")
-    g.add_argument("--seed", type=int, default=d.seed, help="the strategy's random seed")
-    g.add_argument("--project", default=d.project, help="folder of runs")
-    g.add_argument("--name", default=d.name, help="run folder name, numbered exp2, exp3 ... when taken")
-    g.add_argument("--storage", default=None, help="optuna storage URL (default: SQLite study.db in the run)")
-    g.add_argument("--coco128", default=None, help="folder of a local coco128 (for --data coco128.yaml)")
-    g.add_argument("--verbose", action="store_true", help="show Ultralytics' per-epoch output")
+    registries = {"STRATEGIES": STRATEGIES, "OBJECTIVES": OBJECTIVES, "ESTIMATORS": ESTIMATORS, "TRAINERS": TRAINERS,
+                  "SCORES": SCORES, "ZERO_COST_PROXIES": ZERO_COST_PROXIES, "TARGETS": TARGETS}
+    return {k: ", ".join(registry) for k, registry in registries.items()}
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    """The search settings' flags, built from :data:`ultranas.settings.SETTINGS` (help, type, choices, group), each
+    with ``SearchConfig``'s default; help texts name the registries' entries."""
+    from .config import SearchConfig
+    from .settings import SETTINGS, default
+
+    names = registry_names()
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for s in SETTINGS:
+        if s.group is None:  # not a flag (budget: a plan sets it)
+            continue
+        if s.group not in groups:
+            groups[s.group] = p.add_argument_group(s.group)
+        g = groups[s.group]
+        kw = {k: v for k, v in (("type", s.type), ("action", s.action), ("choices", s.choices)) if v is not None}
+        g.add_argument(s.flag, dest=s.key, default=default(SearchConfig, s.key), help=s.help.format_map(names), **kw)
+        for flag, action, text in s.also:
+            g.add_argument(flag, dest=s.key, action=action, help=text)
 
 
 def _given(argv: list[str]) -> set[str]:
@@ -250,9 +179,12 @@ def _design_line(info: dict, model) -> str | None:
 
 
 def _worker_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--storage", required=True, help="the study's optuna storage URL (postgresql://..., journal:...)")
-    p.add_argument("--name", required=True, help="the study name given to 'ultranas search --name'")
-    p.add_argument("--device", default=None, help="this worker's device, e.g. 0 (default: the study's)")
+    from .settings import BY_KEY
+
+    p.add_argument(BY_KEY["storage"].flag, required=True,
+                   help="the study's optuna storage URL (postgresql://..., journal:...)")
+    p.add_argument(BY_KEY["name"].flag, required=True, help="the study name given to 'ultranas search --name'")
+    p.add_argument(BY_KEY["device"].flag, default=None, help="this worker's device, e.g. 0 (default: the study's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
