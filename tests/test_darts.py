@@ -1,5 +1,6 @@
 """``--strategy darts``: the relaxed block-choice search returns a design of the space under its latency limit, its
-latency penalty steers the architecture weights, and a real search starts from its design."""
+latency penalty steers the architecture weights, it trains on the shared loop (callbacks, schedule, stop), and a
+real search starts from its design."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+import torch
 import yaml
 
 from ultranas.objectives._lut import LatencyLUT
@@ -39,6 +42,59 @@ def test_a_heavy_latency_penalty_moves_every_position_to_its_fastest_block(tiny_
         if sorted(ms)[1] > 1.1 * ms[fastest]:  # a clear winner on latency
             assert result["genotype"][d] == search.positions[d][fastest], (d, ms, result["alpha"][d])
             assert max(result["alpha"][d]) == result["alpha"][d][fastest]
+
+
+def test_darts_trains_on_the_shared_loop_and_its_callbacks_see_every_epoch(tiny_space, coco8):
+    """Weights and every position's alpha move, on disjoint halves of the split; the weight optimizer follows the
+    loop's schedule while alpha's keeps its own rate; a callback's ``stop`` ends the search with a valid design."""
+    space = load_space(tiny_space)
+    anchor = space.point("tiny")
+    search = DartsSearch(space, anchor, 80, LatencyLUT("torch-cpu", 64), penalty=1.0)
+    seen, lrs, at_start, moved = [], [], {}, {}
+    for event in ("on_train_start", "on_train_epoch_start", "on_train_epoch_end", "on_fit_epoch_end", "on_train_end"):
+        search.add_callback(event, lambda t, e=event: seen.append((e, t.epoch)))
+    search.add_callback("on_train_batch_end", lambda t: lrs.append(
+        (t.ni, t.weight_optimizer.param_groups[0]["lr"], t.arch_optimizer.param_groups[0]["lr"])))
+    search.add_callback("on_train_batch_end", lambda t: seen.append(
+        ("batch", t.batch_images.tolist(), t.arch_batch_images.tolist())))
+    search.add_callback("on_train_start", lambda t: at_start.update(
+        {n: p.detach().clone() for n, p in t.model.named_parameters()}))
+    search.add_callback("on_train_end", lambda t: moved.update(
+        {n: not torch.equal(p.detach(), at_start[n]) for n, p in t.model.named_parameters()}))
+    search.add_callback("on_train_end", lambda t: seen.append(("halves", t.epoch_images.tolist(),
+                                                               t.arch_images.tolist(), t.seen, len(t.data))))
+    search.add_callback("on_train_end", lambda t: seen.append(("shared", {id(p) for p in t.arch} & {
+        id(p) for group in t.weight_optimizer.param_groups for p in group["params"]})))
+    search.add_callback("on_fit_epoch_end", lambda t: setattr(t, "stop", t.epoch == 1))
+    result = search.run(str(coco8), 32, 3, 2, progress=False)
+
+    assert [e for e in seen if e[0] == "on_train_start"] == [("on_train_start", 0)]
+    for event in ("on_train_epoch_start", "on_train_epoch_end", "on_fit_epoch_end"):
+        assert [epoch for e, epoch, *_ in seen if e == event] == [0, 1], event  # once per epoch, stopped after 2
+    assert result["epochs"] == len(result["losses"]) == 2
+    _, weight_half, arch_half, images_seen, n = seen[-2]
+    assert seen[-1] == ("shared", set())  # alpha is the architecture step's alone
+    assert sorted(weight_half + arch_half) == list(range(n)) and len(weight_half) == n // 2
+    assert images_seen == 2 * n  # both halves, both epochs
+    for _, weight_batch, arch_batch in (e for e in seen if e[0] == "batch"):
+        assert set(weight_batch) <= set(weight_half) and set(arch_batch) <= set(arch_half)
+    steps = [ni for ni, _, _ in lrs]
+    assert steps == list(range(len(steps))) and len(steps) % 2 == 0
+    weight_lrs = [lr for _, lr, _ in lrs]
+    assert weight_lrs == sorted(weight_lrs, reverse=True) and weight_lrs[-1] < weight_lrs[0] <= 0.02  # decay
+    assert all(arch_lr == 3e-2 for _, _, arch_lr in lrs)
+
+    alphas = [n for n in moved if n.endswith(".alpha")]
+    assert len(alphas) == len(search.positions) and all(moved[n] for n in alphas)
+    for d, i in search.layer.items():  # every candidate block of every position trains
+        for k in range(len(search.positions[d])):
+            assert any(moved[n] for n in moved if n.startswith(f"model.{i}.ops.{k}.")), (d, k)
+    g = result["genotype"]
+    assert space.check(g) == (True, "")
+    assert g == {**anchor, **{d: c[max(range(len(c)), key=result["alpha"][d].__getitem__)]
+                              for d, c in search.positions.items()}}  # no limit: argmax alpha
+    with pytest.raises(ValueError, match="unknown event"):
+        search.add_callback("on_epoch", print)
 
 
 def test_search_with_the_darts_strategy_starts_from_its_design(tiny_space, coco8, tmp_path):

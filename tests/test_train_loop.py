@@ -1,4 +1,5 @@
-"""The loop the fast trainer and the supernet trainer share: its callbacks see every epoch and can stop training."""
+"""The loop the fast, supernet and DARTS trainers share: its callbacks see every epoch and can stop training; it
+steps through the images it is given."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch
 
 from ultranas.estimation._device_data import DeviceDataset
 from ultranas.estimation._fast_train import FastTrainer
+from ultranas.estimation._loop import TrainLoop
 from ultranas.space import load_space
 from ultranas.supernet import Supernet, SupernetTrainer, load_trained
 
@@ -68,3 +70,25 @@ def test_supernet_trainer_callbacks_see_every_epoch_and_can_stop(tiny_space, coc
     assert record["resumed_at"] == 1 and _epochs(seen, "on_train_epoch_start") == [1]
     assert seen[0] == ("on_train_start", 0) and len(record["losses"]) == 2
     assert load_trained(net, ckpt)["losses"] == record["losses"]
+
+
+class _StepRecorder(TrainLoop):
+    """Records each step's image indices and batch size; trains nothing."""
+
+    def train_step(self, batch: dict) -> None:
+        self.steps.append((sorted(self.batch_images.tolist()), len(batch["img"])))
+
+
+def test_the_loop_steps_through_every_image_or_only_its_epoch_images(coco8):
+    ds = DeviceDataset(coco8, 32, "cpu", "train")
+    loops = [_StepRecorder(ds, 2, 2, 0, 0.02, 0.01, 0.937, 5e-4, 1.0) for _ in range(2)]
+    loops[1].epoch_images = torch.tensor([3, 1])
+    for loop in loops:
+        loop.steps = []
+        loop.fit([])
+    whole, part = loops
+    assert whole.nb == len(ds) // 2 and whole.seen == 2 * len(ds)
+    for epoch in range(2):
+        assert sorted(i for idx, _ in whole.steps[epoch * whole.nb:(epoch + 1) * whole.nb] for i in idx) == \
+            list(range(len(ds)))
+    assert part.nb == 1 and part.seen == 4 and part.steps == [([1, 3], 2), ([1, 3], 2)]

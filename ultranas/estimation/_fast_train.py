@@ -24,8 +24,6 @@ from ..objectives._base import Candidate
 from ._base import SCORES, TrainingEstimator, signed_score
 from ._device_data import DeviceDataset
 from ._loop import TrainLoop, param_groups, sgd_step
-from ._loop import set_lr as set_lr  # re-exported: supernet/_darts.py imports these two from here
-from ._loop import warmup_steps as warmup_steps
 from ._torch import seeded, torch_device
 
 KEEP_BYTES = 1 << 30  # decoded splits of other image sizes kept while they fit (device memory)

@@ -1,6 +1,6 @@
-"""The training loop the fast trainer and the supernet trainer share: SGD epochs over a device-resident split.
+"""The training loop the fast, supernet and DARTS trainers share: SGD epochs over a device-resident split.
 
-The loop owns what both train with: one augmentation stream (:class:`DeviceAugment`, seeded), the schedule of
+The loop owns what they all train with: one augmentation stream (:class:`DeviceAugment`, seeded), the schedule of
 :func:`compressed_schedule` (linear warmup over ~10 % of the run, linear decay to ``lrf``, mosaic closed for the
 last ~25 %), the core lock around each step and the timing. A subclass says what a step computes
 (:meth:`TrainLoop.train_step`) and, if it needs to, what starts and ends an epoch, resumes and saves. Callbacks are
@@ -89,8 +89,12 @@ class TrainLoop:
         mosaic: mosaic probability while mosaic is open.
 
     While :meth:`fit` runs, callbacks may read ``epoch`` (0-based), ``epochs``, ``start_epoch``, ``nb`` (batches
-    per epoch), ``ni`` (steps since the schedule's start), ``seen`` (images this call), ``train_s`` (seconds in
-    steps) and set ``stop``.
+    per epoch), ``ni`` (steps since the schedule's start), ``batch_images`` (the step's image indices), ``seen``
+    (images this call), ``train_s`` (seconds in steps) and set ``stop``; steps may use ``augment`` (the
+    augmentation stream) and ``epoch_mosaic`` (this epoch's mosaic probability) for batches of their own.
+
+    ``epoch_images``: the image indices an epoch shuffles and steps through (``None``, the default: every image of
+    ``data``); set it before :meth:`fit` to train on part of the split.
     """
 
     def __init__(self, data: DeviceDataset, epochs: int, batch: int, seed: int, lr0: float, lrf: float,
@@ -103,6 +107,8 @@ class TrainLoop:
         self.callbacks: dict[str, list[Callable]] = {e: [] for e in EVENTS}
         self.epoch = self.start_epoch = self.nb = self.ni = self.seen = 0
         self.train_s, self.stop = 0.0, False
+        self.epoch_images: torch.Tensor | None = None
+        self.epoch_mosaic = 0.0
 
     def add_callback(self, event: str, fn: Callable[[TrainLoop], None]) -> None:
         """Call ``fn(trainer)`` at ``event`` (one of :data:`EVENTS`)."""
@@ -135,26 +141,29 @@ class TrainLoop:
     # -- the loop -------------------------------------------------------------------------------------------------
     def fit(self, optimizers: list[torch.optim.Optimizer]) -> None:
         """Run the schedule (from the epoch :meth:`resume` returns); ``optimizers`` follow its LR and momentum."""
-        dev, n = self.data.device, len(self.data)
+        dev, pool = self.data.device, self.epoch_images
+        n = len(self.data) if pool is None else len(pool)
         self.gen = torch.Generator(device=dev).manual_seed(self.seed)
         self.nb, nw, mosaic_epochs = schedule_steps(n, self.batch, self.epochs)
         self.train_s, self.seen, self.stop = 0.0, 0, False
         self.start_epoch = self.resume()
-        augment = DeviceAugment.from_hyp(self.data, self.gen, self.hyp)
+        self.augment = augment = DeviceAugment.from_hyp(self.data, self.gen, self.hyp)
         self.run_callbacks("on_train_start")
         for epoch in range(self.start_epoch, self.epochs):
             self.epoch = epoch
             self.begin_epoch()
             self.run_callbacks("on_train_epoch_start")
-            mosaic = self.mosaic if epoch < mosaic_epochs else 0.0
+            self.epoch_mosaic = mosaic = self.mosaic if epoch < mosaic_epochs else 0.0
             _sync(dev)
             t0 = time.perf_counter()
             order = torch.randperm(n, generator=self.gen, device=dev)
+            if pool is not None:
+                order = pool[order]
             for i in range(self.nb):
                 self.ni = epoch * self.nb + i
                 for optimizer in optimizers:
                     set_lr(optimizer, self.ni, self.nb * self.epochs, nw, self.lr0, self.lrf, self.momentum, self.hyp)
-                idx = order[i * self.batch:(i + 1) * self.batch]
+                self.batch_images = idx = order[i * self.batch:(i + 1) * self.batch]
                 with cores.training():  # a sibling process timing a design waits for this step, and vice versa
                     self.train_step(augment(idx, mosaic))
                 self.seen += len(idx)
@@ -168,3 +177,27 @@ class TrainLoop:
             if self.stop:
                 break
         self.run_callbacks("on_train_end")
+
+
+def add_progress_bar(trainer: TrainLoop, desc: str) -> None:
+    """A tqdm bar (labelled ``desc``) over the steps still to run, as callbacks."""
+    bars = []
+
+    def start(t: TrainLoop) -> None:
+        if t.start_epoch < t.epochs:
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=t.epochs * t.nb, initial=t.start_epoch * t.nb, desc=desc, unit="step",
+                             leave=False))
+
+    def update(t: TrainLoop) -> None:
+        if bars:
+            bars[-1].update()
+
+    def close(t: TrainLoop) -> None:
+        if bars:
+            bars.pop().close()
+
+    trainer.add_callback("on_train_start", start)
+    trainer.add_callback("on_train_batch_end", update)
+    trainer.add_callback("on_train_end", close)

@@ -6,24 +6,25 @@ allows at that width, whose output is their softmax(alpha)-weighted sum (Liu et 
 half of the training images and SGD on the detection loss; architecture steps use the other half and Adam on
 alpha, minimising ``loss per image + penalty * E[latency of the blocks] / latency of the anchor's blocks``, where a
 block's latency comes from the per-layer latency table (:class:`~ultranas.objectives._lut.LatencyLUT`) on the
-search's target at the deploy size (first-order DARTS, as the paper's cheaper variant). The result is discretised
-(argmax alpha per position); if a latency limit is given and the design exceeds it, positions move to their next
-faster block, least-preferred change first, until it fits (or no faster block is left: a warning).
+search's target at the deploy size (first-order DARTS, as the paper's cheaper variant). The steps run in the shared
+training loop (:class:`~ultranas.estimation._loop.TrainLoop`: its schedule, augmentation, core lock and callbacks).
+The result is discretised (argmax alpha per position); if a latency limit is given and the design exceeds it,
+positions move to their next faster block, least-preferred change first, until it fits (or no faster block is left:
+a warning).
 """
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .. import cores, ultra
-from ..estimation._device_data import DeviceAugment, DeviceDataset
-from ..estimation._fast_train import param_groups, set_lr, warmup_steps
-from ..estimation._short_train import compressed_schedule
+from .. import ultra
+from ..estimation._device_data import DeviceDataset
+from ..estimation._loop import EVENTS, TrainLoop, add_progress_bar, param_groups, schedule_steps, sgd_step
 from ..space import SearchSpace
 from ..space._render import render_rows
 from ..space._schema import is_active
@@ -68,6 +69,13 @@ class DartsSearch:
                     self.positions[d] = fits
         self.layer = self._layer_of()  # decision -> its layer index in the rendered model
         self.latency = self._block_latencies()
+        self.callbacks: list[tuple[str, Callable]] = []
+
+    def add_callback(self, event: str, fn: Callable[[DartsLoop], None]) -> None:
+        """Call ``fn(loop)`` at ``event`` of every later :meth:`run`'s training loop (a :class:`DartsLoop`)."""
+        if event not in EVENTS:
+            raise ValueError(f"unknown event '{event}': choose from {', '.join(EVENTS)}")
+        self.callbacks.append((event, fn))
 
     def _variant(self, k: int) -> dict:
         return {**self.anchor, **{d: c[k % len(c)] for d, c in self.positions.items()}}
@@ -127,72 +135,101 @@ class DartsSearch:
     def run(self, data: str, imgsz: int, epochs: int, batch: int, device: str = "cpu", seed: int = 0,
             arch_lr: float = 3e-2, progress: bool = True) -> dict:
         """Search on ``data``'s training split (halves: weights / architecture); returns ``genotype``,
-        ``alpha`` (softmax per position), ``block_ms``, ``expected_ms`` and ``train_s``."""
+        ``alpha`` (softmax per position), ``choices``, ``block_ms``, ``expected_ms``, ``anchor_block_ms``,
+        ``train_s`` (seconds in steps), ``epochs`` (run; a callback may stop early) and ``losses`` (mean detection
+        loss of the weight steps per epoch, as Ultralytics logs it)."""
         torch.manual_seed(seed)
         ds = DeviceDataset(data, imgsz, device, "train")
-        hyp = ultra.hyperparameters(epochs=epochs, imgsz=imgsz, batch=batch, single_cls=ds.single_cls)
-        model = ultra.prepare_for_training(self.build(), ds.nc, ds.names, hyp).to(ds.device).train()
-        arch = [p for n, p in model.named_parameters() if n.endswith(".alpha")]
-        for p in arch:
-            p.requires_grad_(False)  # kept out of the weight optimizer's groups
-        w_opt = torch.optim.SGD(param_groups(model, 0.02, 0.937, 5e-4))
-        for p in arch:
-            p.requires_grad_(True)
-        a_opt = torch.optim.Adam(arch, lr=arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
-        gen = torch.Generator(device=ds.device).manual_seed(seed)
-        augment = DeviceAugment.from_hyp(ds, gen, hyp)
-        perm = torch.randperm(len(ds), generator=gen, device=ds.device)
-        halves = perm[: len(ds) // 2], perm[len(ds) // 2:]
-        nb = max(1, len(halves[0]) // batch)
-        sched = compressed_schedule(epochs, batch)
-        nw, base = warmup_steps(sched, epochs, nb), self._anchor_ms()
-        bar = None
+        loop = DartsLoop(self, self.build(), ds, epochs, batch, seed, arch_lr)
         if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=epochs * nb, desc="darts", unit="step", leave=False)
-        t0 = time.perf_counter()
-        for epoch in range(epochs):
-            mosaic = 1.0 if epoch < epochs - sched["close_mosaic"] else 0.0
-            orders = [h[torch.randperm(len(h), generator=gen, device=ds.device)] for h in halves]
-            for i in range(nb):
-                set_lr(w_opt, epoch * nb + i, epochs * nb, nw, 0.02, 0.01, 0.937, hyp)
-                with cores.training():
-                    self._weight_step(model, augment(orders[0][i * batch:(i + 1) * batch], mosaic), w_opt, arch)
-                    self._arch_step(model, augment(orders[1][i * batch:(i + 1) * batch], mosaic), a_opt, base)
-                if bar is not None:
-                    bar.update()
-            ultra.epoch_end(model)
-        if bar is not None:
-            bar.close()
-        layer = self.layer
-        return {"genotype": self.genotype(model), "train_s": round(time.perf_counter() - t0, 1),
+            add_progress_bar(loop, "darts")
+        for event, fn in self.callbacks:
+            loop.add_callback(event, fn)
+        loop.fit([loop.weight_optimizer])
+        model, layer = loop.model, self.layer
+        return {"genotype": self.genotype(model), "train_s": round(loop.train_s, 1),
                 "alpha": {d: [round(v, 4) for v in model.model[layer[d]].alpha.detach().softmax(0).tolist()]
                           for d in self.positions},
                 "choices": self.positions, "block_ms": {d: [round(v, 4) for v in ms] for d, ms in self.latency.items()},
-                "expected_ms": round(float(self.expected_latency(model).detach()), 4), "anchor_block_ms": round(base, 4)}
+                "expected_ms": round(float(self.expected_latency(model).detach()), 4),
+                "anchor_block_ms": round(loop.anchor_ms, 4), "epochs": len(loop.losses), "losses": loop.losses}
 
-    def _anchor_ms(self) -> float:
+    def anchor_ms(self) -> float:
+        """ms of the anchor's own blocks at the searched positions (the latency term's scale; 1.0 if none)."""
         return sum(ms[self.positions[d].index(self.anchor[d])] if self.anchor[d] in self.positions[d] else 0.0
                    for d, ms in self.latency.items()) or 1.0
 
-    @staticmethod
-    def _weight_step(model, batch, opt, arch) -> None:
-        loss, _ = ultra.detection_loss(model, batch)
-        loss.backward()
-        for p in arch:
-            p.grad = None
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=10.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
-    def _arch_step(self, model, batch, opt, base: float) -> None:
+class DartsLoop(TrainLoop):
+    """First-order DARTS on the shared loop: each step is an SGD step of the weights on a batch of one half of the
+    training split, then an Adam step of the architecture weights (alpha) on a batch of the other half.
+
+    Args:
+        search: the :class:`DartsSearch` (positions, block latencies, penalty).
+        model: its relaxed model (:meth:`DartsSearch.build`), prepared for training here.
+        data: the decoded training split; ``epochs``, ``batch``, ``seed``: the loop's schedule and streams.
+        arch_lr: Adam's learning rate on alpha.
+
+    Callbacks may read ``model``, ``arch`` (the alpha parameters), ``epoch_images`` and ``arch_images`` (the two
+    halves), ``arch_batch_images`` (the architecture step's images) and ``losses`` (mean weight-step loss per
+    epoch).
+    """
+
+    def __init__(self, search: DartsSearch, model: nn.Module, data: DeviceDataset, epochs: int, batch: int,
+                 seed: int, arch_lr: float = 3e-2):
+        if schedule_steps(len(data) // 2, batch, epochs)[0] == 0:
+            raise ValueError(f"DARTS: {len(data)} training images give no batch of {batch} in each half")
+        super().__init__(data, epochs, batch, seed, lr0=0.02, lrf=0.01, momentum=0.937, weight_decay=5e-4, mosaic=1.0)
+        self.search, self.losses = search, []
+        self.model = ultra.prepare_for_training(model, data.nc, data.names, self.hyp).to(data.device).train()
+        self.arch = [p for n, p in self.model.named_parameters() if n.endswith(".alpha")]
+        for p in self.arch:
+            p.requires_grad_(False)  # kept out of the weight optimizer's groups
+        self.weight_optimizer = torch.optim.SGD(param_groups(self.model, self.lr0, self.momentum, self.weight_decay))
+        for p in self.arch:
+            p.requires_grad_(True)
+        self.arch_optimizer = torch.optim.Adam(self.arch, lr=arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
+        split = torch.Generator(device=data.device).manual_seed(self.seed)
+        perm = torch.randperm(len(data), generator=split, device=data.device)
+        self.epoch_images, self.arch_images = perm[: len(data) // 2], perm[len(data) // 2:]
+        self.anchor_ms = search.anchor_ms()
+
+    def begin_epoch(self) -> None:
+        self.arch_order = self.arch_images[torch.randperm(len(self.arch_images), generator=self.gen,
+                                                          device=self.data.device)]
+        self.epoch_loss = None
+
+    def train_step(self, batch: dict) -> None:
+        self.weight_step(batch)
+        i = self.ni - self.epoch * self.nb
+        self.arch_batch_images = idx = self.arch_order[i * self.batch:(i + 1) * self.batch]
+        self.arch_step(self.augment(idx, self.epoch_mosaic))
+        self.seen += len(idx)
+
+    def end_epoch(self) -> None:
+        ultra.epoch_end(self.model)
+        self.losses.append(round(float(self.epoch_loss) / self.nb, 4))
+        if not math.isfinite(self.losses[-1]):
+            raise FloatingPointError(f"DARTS: weight training diverged in epoch {self.epoch + 1}")
+
+    def weight_step(self, batch: dict) -> None:
+        """SGD on the weights (alpha's gradient dropped), clipped as Ultralytics."""
+        loss, items = ultra.detection_loss(self.model, batch)
+        loss.backward()
+        for p in self.arch:
+            p.grad = None
+        sgd_step(self.weight_optimizer, self.model.parameters())
+        self.epoch_loss = items if self.epoch_loss is None else self.epoch_loss + items
+
+    def arch_step(self, batch: dict) -> None:
+        """Adam on alpha: ``loss per image + penalty * E[block latency] / the anchor's block latency``."""
+        search, model = self.search, self.model
         loss, _ = ultra.detection_loss(model, batch)
-        loss = loss / len(batch["img"]) + self.penalty * self.expected_latency(model) / base
+        loss = loss / len(batch["img"]) + search.penalty * search.expected_latency(model) / self.anchor_ms
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError("DARTS: non-finite loss")
-        opt.zero_grad(set_to_none=True)
+        self.arch_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        self.arch_optimizer.step()
         for p in model.parameters():
             p.grad = None

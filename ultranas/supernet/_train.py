@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .. import ultra
 from ..estimation._device_data import DeviceDataset
-from ..estimation._loop import TrainLoop, param_groups, sgd_step
+from ..estimation._loop import TrainLoop, add_progress_bar, param_groups, sgd_step
 from ..fsutil import atomic_torch_save
 from ._layout import NotShareable
 from ._supernet import Supernet
@@ -55,7 +55,7 @@ class SupernetTrainer(TrainLoop):
         self.supernet, self.random_subnets, self.distill = supernet, random_subnets, distill
         self.checkpoint, self.progress, self.losses = checkpoint, progress, []
         if progress:
-            _add_progress_bar(self)
+            add_progress_bar(self, "supernet")
         self.settings = {"epochs": self.epochs, "batch": self.batch, "seed": seed, "imgsz": data.imgsz, "lr0": lr0,
                          "lrf": lrf, "momentum": momentum, "weight_decay": weight_decay, "mosaic": mosaic,
                          "random_subnets": random_subnets, "distill": distill, "images": len(data),
@@ -141,30 +141,6 @@ class SupernetTrainer(TrainLoop):
         self.fit([self.optimizer])
         return {"epochs": self.epochs, "losses": self.losses, "train_s": round(self.train_s, 2),
                 "steps": len(self.losses) * self.nb, "resumed_at": self.start_epoch}
-
-
-def _add_progress_bar(trainer: TrainLoop) -> None:
-    """A tqdm bar over the steps still to run, as callbacks."""
-    bars = []
-
-    def start(t: TrainLoop) -> None:
-        if t.start_epoch < t.epochs:
-            from tqdm import tqdm
-
-            bars.append(tqdm(total=t.epochs * t.nb, initial=t.start_epoch * t.nb, desc="supernet", unit="step",
-                             leave=False))
-
-    def update(t: TrainLoop) -> None:
-        if bars:
-            bars[-1].update()
-
-    def close(t: TrainLoop) -> None:
-        if bars:
-            bars.pop().close()
-
-    trainer.add_callback("on_train_start", start)
-    trainer.add_callback("on_train_batch_end", update)
-    trainer.add_callback("on_train_end", close)
 
 
 def load_trained(supernet: Supernet, checkpoint: Path) -> dict:
