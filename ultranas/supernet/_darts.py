@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .. import ultra
+from ..errors import UserError
 from ..estimation._device_data import DeviceDataset
 from ..estimation._loop import EVENTS, TrainLoop, add_progress_bar, param_groups, schedule_steps, sgd_step
 from ..space import SearchSpace
@@ -178,7 +179,8 @@ class DartsLoop(TrainLoop):
     def __init__(self, search: DartsSearch, model: nn.Module, data: DeviceDataset, epochs: int, batch: int,
                  seed: int, arch_lr: float = 3e-2):
         if schedule_steps(len(data) // 2, batch, epochs)[0] == 0:
-            raise ValueError(f"DARTS: {len(data)} training images give no batch of {batch} in each half")
+            raise UserError(f"--strategy darts: {len(data)} training images give no batch of {batch} in each half "
+                            "of the split it trains on; lower --batch or use another strategy")
         super().__init__(data, epochs, batch, seed, lr0=0.02, lrf=0.01, momentum=0.937, weight_decay=5e-4, mosaic=1.0)
         self.search, self.losses = search, []
         self.model = ultra.prepare_for_training(model, data.nc, data.names, self.hyp).to(data.device).train()
