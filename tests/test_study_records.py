@@ -102,3 +102,17 @@ def test_views_leave_out_duplicates_uncounted_and_unfinished_trials():
     assert set(done_by_hash(study)) == {"h1", "h2"} and done_by_hash(study)["h1"].number == 0
     assert counted(study) == 3
     assert band_counts(study) == {"n": 1, "s": 1}
+
+
+def test_a_record_reads_like_the_frozen_trial_it_wraps():
+    """Strategy plug-ins get records; what they read of optuna's FrozenTrial still reads (a copy: read-only)."""
+    study = _study()
+    trial = study.ask()
+    TrialRecord(trial).genotype = {"a": 1}
+    study.tell(trial, [0.5])
+    rec = records(study)[0]
+    assert rec.user_attrs == {"genotype": {"a": 1}} and rec.value == 0.5 and rec.datetime_start is not None
+    rec.user_attrs["genotype"] = {"a": 2}
+    assert rec.genotype == {"a": 1}
+    with pytest.raises(AttributeError):
+        getattr(rec, "no_such_attribute")  # noqa: B009

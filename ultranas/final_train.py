@@ -127,7 +127,8 @@ def train_all(ctx, designs: dict[str, tuple], need_weights: set[str]) -> dict[st
                           f"inherited from {inherited['inherited_from']}", flush=True)
             if init:
                 args["pretrained"] = str(init)  # Ultralytics loads it into the model built from the YAML
-            name = f"{label}-s{seed}-{hashlib.sha1(key.encode()).hexdigest()[:6]}"  # another budget: its own folder
+            digest = hashlib.sha1(("final:" + key).encode()).hexdigest()[:6]  # as the stored key names it
+            name = f"{label}-s{seed}-{digest}"  # another budget: its own folder
             jobs.append(({"yaml": str(yaml_path), "data": str(ctx.full_data), "verdict": str(ctx.judge_data),
                           "project": str(ctx.run_dir / "final"), "name": name, "verbose": cfg.verbose, "args": args,
                           "inherited": inherited},

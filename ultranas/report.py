@@ -46,7 +46,7 @@ def plot_pareto(rows: list[dict], path, score: str = "map", references: tuple[st
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r["state"] == "COMPLETE" and r["latency_ms"] is not None and r["score"] is not None
-            and not r["duplicate_of"]]
+            and r["duplicate_of"] == ""]
     fig, ax = plt.subplots(figsize=(7, 5))
     if done:
         pts = [(r["latency_ms"], r["score"]) for r in done]

@@ -47,16 +47,15 @@ def _differences(stored: dict, cfg: SearchConfig, keys=DEFINING) -> list[str]:
 
 def open_study(cfg: SearchConfig, run_dir: Path, resume: bool = False) -> optuna.Study:
     """The run's study: created (or, with ``resume``, required to exist) and checked against ``cfg``."""
-    from .study import StudyRecord, create_study, study_names
+    from .study import StudyRecord, create_study
 
     directions = ["maximize" if o == "map" else "minimize" for o in cfg.objectives]
     url = storage_url(cfg, run_dir)
     try:
-        exists = cfg.name in study_names(url)
-        if resume and not exists:
-            raise UserError(f"no study '{cfg.name}' in {url} (empty or replaced study file?): nothing to resume; "
-                            "start a new run")
-        study = create_study(url, cfg.name, directions)
+        study, exists = create_study(url, cfg.name, directions, must_exist=resume)
+    except KeyError:
+        raise UserError(f"no study '{cfg.name}' in {url} (empty or replaced study file?): nothing to resume; "
+                        "start a new run") from None
     except UserError:
         raise
     except Exception as e:  # corrupt database, unreachable server, bad URL

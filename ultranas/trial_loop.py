@@ -15,6 +15,7 @@ import math
 import os
 import random
 import socket
+import sys
 import time
 import traceback
 
@@ -306,5 +307,6 @@ def run_worker(ctx: SearchContext, progress: bool = True, poll_s: float = 2.0) -
                 ticker.tick()
     finally:
         bar.close()
-        with contextlib.suppress(Exception):  # best effort: a lost database must not hide what stopped the loop
-            save_clock(every=0.0)
+        if not isinstance(ending := sys.exc_info()[1], Exception) or not _passing(ending):  # not to a lost database
+            with contextlib.suppress(Exception):  # best effort: it must not hide what stopped the loop
+                save_clock(every=0.0)

@@ -38,7 +38,8 @@ class _Field:
 
 
 class TrialRecord:
-    """A trial's record; writable for a live ``optuna.Trial``, or a finished one when its study is given."""
+    """A trial's record; writable for a live ``optuna.Trial``, or a frozen one when its study is given. Every
+    other attribute of the trial (``value``, ``datetime_start`` ...) reads through."""
 
     genotype = _Field()  # decision -> choice
     hash = _Field()  # the design's id (:meth:`SearchSpace.design_hash`)
@@ -71,6 +72,16 @@ class TrialRecord:
 
     def has(self, key: str) -> bool:
         return key in self.attrs
+
+    @property
+    def user_attrs(self) -> dict:
+        """A copy of every field, as optuna stores them (for plug-ins written against ``FrozenTrial``)."""
+        return dict(self.attrs)
+
+    def __getattr__(self, name: str):  # the rest of optuna's FrozenTrial, read-only: value, datetime_start ...
+        if name in ("trial", "_study"):
+            raise AttributeError(name)
+        return getattr(self.trial, name)
 
     number = property(lambda self: self.trial.number)
     params = property(lambda self: self.trial.params)

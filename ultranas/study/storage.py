@@ -193,7 +193,11 @@ def load_study(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=make_storage(url))
 
 
-def create_study(url: str, name: str, directions: list[str]) -> optuna.Study:
-    """Study ``name`` in the storage at ``url``, created if it does not exist."""
-    return optuna.create_study(storage=make_storage(url), study_name=name, directions=directions,
-                               load_if_exists=True)
+def create_study(url: str, name: str, directions: list[str], must_exist: bool = False) -> tuple[optuna.Study, bool]:
+    """Study ``name`` in the storage at ``url``, created if it does not exist (``must_exist``: ``KeyError``
+    instead), and whether it existed."""
+    storage = make_storage(url)
+    exists = name in optuna.study.get_all_study_names(storage)
+    if must_exist and not exists:
+        raise KeyError(name)
+    return optuna.create_study(storage=storage, study_name=name, directions=directions, load_if_exists=True), exists
