@@ -107,7 +107,7 @@ def propose(ctx: SearchContext) -> str | None:
     """
     band = next_band(ctx.bands, band_counts(ctx.study)) if ctx.bands else None
     history, fitness = _history(ctx, band)
-    seen, t0 = seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter()
+    seen, t0, record = seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter(), StudyRecord(ctx.study)
     told = 0  # proposals turned away so far that the study has been told of (a progress bar elsewhere shows them)
     for attempt in range(MAX_SCREENED):
         g = propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed, len(ctx.study.trials), attempt)
@@ -125,11 +125,11 @@ def propose(ctx: SearchContext) -> str | None:
             accepted = True  # cannot be built or timed: the trial records why, as a failed design
         if accepted:
             enqueue(ctx.study, g)
-            StudyRecord(ctx.study).add_screened(attempt - told, time.perf_counter() - t0)
+            record.add_screened(attempt - told, time.perf_counter() - t0)
             return None
-        StudyRecord(ctx.study).add_screened(attempt + 1 - told)  # built and timed, then screened out: ~1 s each
+        record.add_screened(attempt + 1 - told)  # built and timed, then screened out: ~1 s each
         told = attempt + 1
-    StudyRecord(ctx.study).add_screened(MAX_SCREENED - told, time.perf_counter() - t0)
+    record.add_screened(MAX_SCREENED - told, time.perf_counter() - t0)
     raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
                     + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"
                     " relax the limits or lower --trials")

@@ -123,10 +123,9 @@ def gives_way(study: optuna.Study, trial: optuna.Trial, trials: int) -> bool:
     system = study._storage.get_trial_system_attrs(trial._trial_id)
     params, retry_of = system.get("fixed_params") or trial.params, rec.retry_of
     retry_of = system.get("failed_trial") if retry_of is None else retry_of
-    kept = rec.kept_on_retry()
     tell_uncounted(study, trial, "gave way: another worker started the budget's last trial", TS.FAIL, "gave way")
-    if params and (retry_of is not None or kept):
-        enqueue(study, params, **({"retry_of": retry_of} if retry_of is not None else {}), **kept)
+    if params and (retry_of is not None or rec.kept_on_retry()):
+        requeue(study, params, rec, retry_of)
     return True
 
 
