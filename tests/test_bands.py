@@ -70,3 +70,37 @@ def test_a_sampler_hands_its_bands_turn_over_only_after_real_misses_since_the_ba
     assert _sampler_missed(study, "yolo11n") and not _sampler_missed(study, "yolo11s")
     trial("complete", info={"band": "yolo11n"})  # the band got a trial: the sampler has its turns again
     assert not _sampler_missed(study, "yolo11n")
+
+
+def test_a_strategy_that_keeps_missing_the_band_gets_a_mutation_of_the_bands_reference(tmp_path, monkeypatch):
+    """A proposing strategy whose designs are all slower than the small reference: after ``PROPOSAL_MISSES`` of them
+    were built, timed and screened out, the band's turn goes to a one- or two-decision mutation of its reference
+    (before, it spent up to ``MAX_SCREENED`` timings and stopped the search)."""
+    import random
+
+    from ultranas import trial_loop
+    from ultranas.config import SearchConfig
+    from ultranas.context import open_context
+
+    monkeypatch.setattr(trial_loop, "PROPOSAL_MISSES", 2)  # each miss is timed: few
+    monkeypatch.setattr(trial_loop, "MAX_SCREENED", 6)  # a bug stops soon
+    cfg = SearchConfig(data="coco8.yaml", imgsz=32, proxy_imgsz=32, epochs=1, batch=4, trials=2, final=False,
+                       strategy="random", references=["yolo11n", "yolo11s"], focus="bands",
+                       latency_target="torch-cpu", warm_start=False)
+    ctx = open_context(cfg, tmp_path / "exp")
+    big = ctx.references["yolo11s"].genotype
+
+    class SlowDesigns:  # proposes mutations of yolo11s only: never as fast as yolo11n
+        def __init__(self):
+            self.proposed = 0
+
+        def propose(self, history, fitness, rng):
+            self.proposed += 1
+            return ctx.space.mutate(big, random.Random(self.proposed), k=1)
+
+    ctx.strategy = strategy = SlowDesigns()
+    assert trial_loop.propose(ctx) is None  # a design was enqueued
+    assert strategy.proposed == trial_loop.PROPOSAL_MISSES
+    g = ctx.study.trials[-1].system_attrs["fixed_params"]  # the enqueued design
+    small = ctx.references["yolo11n"].genotype
+    assert 1 <= sum(g.get(k) != v for k, v in small.items()) <= 2

@@ -54,6 +54,7 @@ TS = optuna.trial.TrialState
 MAX_SCREENED = 500  # proposals in a row that fail the screen before the search gives up
 CLOCK_SAVE_S = 30.0  # how often a worker records the search's running time in the study
 SAMPLER_MISSES = 3  # an optuna sampler's designs in a row outside the band whose turn it is, before a band mutation
+PROPOSAL_MISSES = 8  # a strategy's proposals in a row built, timed and screened out, before a band mutation
 # what a design that cannot be built, trained, timed or exported raises: shape and numerics (RuntimeError, ValueError
 # from torch's layer checks, FloatingPointError), memory, and UserError (a design the data or target cannot take)
 TRIAL_ERRORS = (RuntimeError, FloatingPointError, ValueError, torch.OutOfMemoryError, UserError)
@@ -103,14 +104,21 @@ def propose(ctx: SearchContext) -> str | None:
     trial the sampler fills, and the design screened against it inside the trial (:func:`evaluate_trial`). When the
     sampler has missed the band ``SAMPLER_MISSES`` times since the band's last counted trial (NSGA-II's first
     generation is uniform, and few designs are as fast as a small reference), the band's turn goes to a mutation of
-    its best design so far (its reference at first), screened here like any proposal.
+    its best design so far (its reference at first), screened here like any proposal. A strategy that proposes
+    itself gets the same help after ``PROPOSAL_MISSES`` of its designs in a row were built, timed and screened out
+    (a random design is rarely as fast as a small reference).
     """
     band = next_band(ctx.bands, band_counts(ctx.study)) if ctx.bands else None
     history, fitness = _history(ctx, band)
     seen, t0, record = seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter(), StudyRecord(ctx.study)
     told = 0  # proposals turned away so far that the study has been told of (a progress bar elsewhere shows them)
+    missed = 0  # of them, designs built, timed and screened out
     for attempt in range(MAX_SCREENED):
-        g = propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed, len(ctx.study.trials), attempt)
+        if band is not None and missed >= PROPOSAL_MISSES:
+            g = _band_mutation(ctx, band.reference, history, fitness, attempt)  # the strategy keeps missing the band
+        else:
+            g = propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed, len(ctx.study.trials),
+                                 attempt)
         if g is None and band is not None and band_misses(ctx.study, band.reference, SAMPLER_MISSES):
             g = _band_mutation(ctx, band.reference, history, fitness, attempt)
         if g is None:
@@ -128,7 +136,7 @@ def propose(ctx: SearchContext) -> str | None:
             record.add_screened(attempt - told, time.perf_counter() - t0)
             return None
         record.add_screened(attempt + 1 - told)  # built and timed, then screened out: ~1 s each
-        told = attempt + 1
+        told, missed = attempt + 1, missed + 1
     record.add_screened(MAX_SCREENED - told, time.perf_counter() - t0)
     raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
                     + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"
