@@ -121,8 +121,9 @@ def latencies(names: list[str], deploy: int, reference: str) -> dict:
     runners = [make_runner(space.render(gs[n], 3), space.imgsz(gs[n], deploy)) for n in names]
     medians, load = round_robin(runners, rounds=7)
     ref = medians[0]
-    return {n: {"ms": round(statistics.median(m), 3),
-                "ratio": round(statistics.median([x / y for x, y in zip(m, ref)]), 3)} for n, m in zip(names, medians)}
+    return {n: {"ms": round(statistics.median(m), 3), "ratio": round(statistics.median([x / y for x, y in zip(m, ref)]),
+                                                                       3), "others": load.others}
+            for n, m in zip(names, medians)}
 
 
 def _named(path: Path):
@@ -143,7 +144,9 @@ def report(a) -> None:
     lat = latencies(list(designs()), SETS["s0"]["imgsz"], a.reference)
     res = {"tag": a.tag, "sets": {k: {**v, "object_size": list(v["object_size"])} for k, v in SETS.items()},
            "epochs": a.epochs, "device": sorted({r["device"] for r in rows}), "latency_vs_reference": lat,
-           "latency_note": "ratios at each design's own input size, one round-robin session on the report's CPU",
+           "latency_note": "ratios at each design's own input size, one round-robin session on the report's CPU "
+                           "('others': the share of the CPU other processes used meanwhile)",
+           "device_note": a.device_note,
            "results": {}}
     for set_name in sorted({r["job"].split("__")[0] for r in rows}):
         by = {}
@@ -152,6 +155,7 @@ def report(a) -> None:
             if s == set_name:
                 by.setdefault(label, {})[int(seed[1:])] = r
         seeds = sorted(set.intersection(*(set(v) for v in by.values())))  # the seeds every design has
+        dropped = sorted(f"{label} s{s}" for label, v in by.items() for s in v if s not in seeds)
         group = {label: [_named(out / "matches" / f"{set_name}__{label}__s{s}.npz") for s in seeds] for label in by}
         boot = resampled_maps(group, 1000, seed=0)
         in_band = [n for n in by if n not in FOUND and lat[n]["ratio"] <= 1.0]
@@ -168,7 +172,7 @@ def report(a) -> None:
                     models[label][f"vs_{other}"] = {"gap_pts": round(100 * g.value, 2),
                                                     "ci_low_pts": round(100 * g.low, 2),
                                                     "ci_high_pts": round(100 * g.high, 2), "verdict": g.verdict}
-        res["results"][set_name] = {"seeds": seeds, "n_images": len(group[a.reference][0].files),
+        res["results"][set_name] = {"seeds": seeds, "dropped": dropped, "n_images": len(group[a.reference][0].files),
                                     "best_hand_in_band": best_hand, "hand_in_band": in_band, "models": models}
     if a.check:  # the same trainings on another device (another platform's numerics: AMP on a GPU, fp32 on a CPU)
         res["check"] = {Path(c).name: [json.loads(line) for line in (Path(c) / "results.jsonl").read_text().splitlines()]
@@ -196,6 +200,7 @@ def main() -> None:
     ap.add_argument("--tag", default="small_objects")
     ap.add_argument("--check", default="", help="report: working folders of the same trainings on other devices")
     ap.add_argument("--check-note", default="", help="report: what the check shows, in a line")
+    ap.add_argument("--device-note", default="", help="report: the training device, in words (GPU model, precision)")
     a = ap.parse_args()
     a.sets, a.designs = a.sets.split(","), a.designs.split(",")
     a.seeds = [int(s) for s in a.seeds.split(",")]

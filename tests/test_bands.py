@@ -72,35 +72,47 @@ def test_a_sampler_hands_its_bands_turn_over_only_after_real_misses_since_the_ba
     assert not _sampler_missed(study, "yolo11n")
 
 
-def test_a_strategy_that_keeps_missing_the_band_gets_a_mutation_of_the_bands_reference(tmp_path, monkeypatch):
-    """A proposing strategy whose designs are all slower than the small reference: after ``PROPOSAL_MISSES`` of them
-    were built, timed and screened out, the band's turn goes to a one- or two-decision mutation of its reference
-    (before, it spent up to ``MAX_SCREENED`` timings and stopped the search)."""
+
+def test_a_strategy_that_keeps_missing_the_band_gets_mutations_of_the_bands_reference(tmp_path, monkeypatch):
+    """A proposing strategy whose designs break a hard limit (not a band miss) and then land outside the small
+    reference's band: once ``PROPOSAL_MISSES`` were band misses, every other proposal is a one- or two-decision
+    mutation of the band's reference (before: up to ``MAX_SCREENED`` timings, then a stop). The screen's latency
+    comes from a rule (a design near yolo11n is in its band), so no timing noise decides."""
     import random
 
     from ultranas import trial_loop
     from ultranas.config import SearchConfig
-    from ultranas.context import open_context
+    from ultranas.context import OUTSIDE_BANDS, open_context
 
-    monkeypatch.setattr(trial_loop, "PROPOSAL_MISSES", 2)  # each miss is timed: few
-    monkeypatch.setattr(trial_loop, "MAX_SCREENED", 6)  # a bug stops soon
+    monkeypatch.setattr(trial_loop, "MAX_SCREENED", 3 + trial_loop.PROPOSAL_MISSES + 4)  # a bug stops soon
     cfg = SearchConfig(data="coco8.yaml", imgsz=32, proxy_imgsz=32, epochs=1, batch=4, trials=2, final=False,
                        strategy="random", references=["yolo11n", "yolo11s"], focus="bands",
                        latency_target="torch-cpu", warm_start=False)
     ctx = open_context(cfg, tmp_path / "exp")
-    big = ctx.references["yolo11s"].genotype
+    small, big = ctx.references["yolo11n"].genotype, ctx.references["yolo11s"].genotype
+    over_limit = set()
 
-    class SlowDesigns:  # proposes mutations of yolo11s only: never as fast as yolo11n
-        def __init__(self):
-            self.proposed = 0
+    def judge(cand):  # near yolo11n: its band; proposed over the limit: a hard limit; else outside every band
+        cand.info.update(latency_ms=1.0)
+        if cand.design_hash in over_limit:
+            return "params 9,999,999 > limit 3,000,000"
+        near = sum(cand.genotype.get(k) != v for k, v in small.items()) <= 2
+        cand.info["band"] = "yolo11n" if near else None
+        return None if near else f"{OUTSIDE_BANDS} (yolo11n 1.50x, yolo11s 1.10x)"
+
+    class SlowDesigns:  # mutations of yolo11s only: never in yolo11n's band
+        proposed = 0
 
         def propose(self, history, fitness, rng):
             self.proposed += 1
-            return ctx.space.mutate(big, random.Random(self.proposed), k=1)
+            g = ctx.space.mutate(big, random.Random(self.proposed), k=2)
+            if self.proposed <= 3:
+                over_limit.add(ctx.space.design_hash(g, ctx.nc))
+            return g
 
+    monkeypatch.setattr(ctx, "judge", judge)
     ctx.strategy = strategy = SlowDesigns()
     assert trial_loop.propose(ctx) is None  # a design was enqueued
-    assert strategy.proposed == trial_loop.PROPOSAL_MISSES
-    g = ctx.study.trials[-1].system_attrs["fixed_params"]  # the enqueued design
-    small = ctx.references["yolo11n"].genotype
+    assert strategy.proposed == 3 + trial_loop.PROPOSAL_MISSES  # limit failures are not band misses
+    g = ctx.study.trials[-1].system_attrs["fixed_params"]  # the enqueued design: a mutation of yolo11n
     assert 1 <= sum(g.get(k) != v for k, v in small.items()) <= 2

@@ -29,6 +29,8 @@ from .splits import SplitPlan, plan_splits
 from .strategies import Strategy, make_strategy
 from .study import StudyRecord
 
+OUTSIDE_BANDS = "latency outside every band"  # the screen's reason for a design in no band (a band miss)
+
 
 @dataclasses.dataclass(eq=False)
 class SearchContext:
@@ -144,7 +146,7 @@ class SearchContext:
         band = (own or band_of(self.bands, info["latency_vs"])) if self.bands else None  # a reference: its own
         if self.bands and band is None:
             ratios = ", ".join(f"{r} {v['ratio']:.2f}x" for r, v in info["latency_vs"].items())
-            return f"latency outside every band ({ratios})"
+            return f"{OUTSIDE_BANDS} ({ratios})"
         info["band"] = band.reference if band else None
         return None
 

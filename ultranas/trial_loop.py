@@ -23,7 +23,7 @@ import optuna
 import torch
 
 from .bands import next_band
-from .context import SearchContext
+from .context import OUTSIDE_BANDS, SearchContext
 from .data_profile import kept_points, points_first, scale_suits
 from .errors import RunFailed, UserError
 from .estimation import Pruned
@@ -54,7 +54,7 @@ TS = optuna.trial.TrialState
 MAX_SCREENED = 500  # proposals in a row that fail the screen before the search gives up
 CLOCK_SAVE_S = 30.0  # how often a worker records the search's running time in the study
 SAMPLER_MISSES = 3  # an optuna sampler's designs in a row outside the band whose turn it is, before a band mutation
-PROPOSAL_MISSES = 8  # a strategy's proposals in a row built, timed and screened out, before a band mutation
+PROPOSAL_MISSES = 8  # a strategy's proposals within the limits but outside the band, before band mutations
 # what a design that cannot be built, trained, timed or exported raises: shape and numerics (RuntimeError, ValueError
 # from torch's layer checks, FloatingPointError), memory, and UserError (a design the data or target cannot take)
 TRIAL_ERRORS = (RuntimeError, FloatingPointError, ValueError, torch.OutOfMemoryError, UserError)
@@ -105,17 +105,18 @@ def propose(ctx: SearchContext) -> str | None:
     sampler has missed the band ``SAMPLER_MISSES`` times since the band's last counted trial (NSGA-II's first
     generation is uniform, and few designs are as fast as a small reference), the band's turn goes to a mutation of
     its best design so far (its reference at first), screened here like any proposal. A strategy that proposes
-    itself gets the same help after ``PROPOSAL_MISSES`` of its designs in a row were built, timed and screened out
-    (a random design is rarely as fast as a small reference).
+    itself gets the same help, every other proposal, once ``PROPOSAL_MISSES`` of its designs within the limits were
+    timed outside the band (a random design is rarely as fast as a small reference).
     """
     band = next_band(ctx.bands, band_counts(ctx.study)) if ctx.bands else None
     history, fitness = _history(ctx, band)
     seen, t0, record = seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter(), StudyRecord(ctx.study)
     told = 0  # proposals turned away so far that the study has been told of (a progress bar elsewhere shows them)
-    missed = 0  # of them, designs built, timed and screened out
+    missed, helped = 0, False  # of them, designs within the limits but outside the band; a band mutation last
     for attempt in range(MAX_SCREENED):
-        if band is not None and missed >= PROPOSAL_MISSES:
-            g = _band_mutation(ctx, band.reference, history, fitness, attempt)  # the strategy keeps missing the band
+        helped = band is not None and missed >= PROPOSAL_MISSES and not helped  # every other one from then on
+        if helped:  # the strategy keeps missing the band: a mutation of the band's best design
+            g = _band_mutation(ctx, band.reference, history, fitness, attempt)
         else:
             g = propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed, len(ctx.study.trials),
                                  attempt)
@@ -128,15 +129,18 @@ def propose(ctx: SearchContext) -> str | None:
         seen.add(h)
         try:
             cand = ctx.candidate(g, ctx.run_dir / "trials")
-            accepted = ctx.judge(cand) is None and (band is None or cand.info["band"] == band.reference)
+            why = ctx.judge(cand)
+            accepted = why is None and (band is None or cand.info["band"] == band.reference)
+            band_miss = band is not None and not accepted and (  # in another band, in none, or far too slow
+                why is None or why.startswith(OUTSIDE_BANDS) or "latency_ms" not in cand.info)
         except TRIAL_ERRORS:
-            accepted = True  # cannot be built or timed: the trial records why, as a failed design
+            accepted, band_miss = True, False  # cannot be built or timed: the trial records why, as a failed design
         if accepted:
             enqueue(ctx.study, g)
             record.add_screened(attempt - told, time.perf_counter() - t0)
             return None
         record.add_screened(attempt + 1 - told)  # built and timed, then screened out: ~1 s each
-        told, missed = attempt + 1, missed + 1
+        told, missed = attempt + 1, missed + band_miss
     record.add_screened(MAX_SCREENED - told, time.perf_counter() - t0)
     raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
                     + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"
