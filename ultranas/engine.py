@@ -23,7 +23,8 @@ from .report import write_reports
 from .rundir import absolute_paths, check_resumable, check_writable, load_run, new_run_dir, storage_url
 from .runtime import quiet_ultralytics
 from .study import StudyRecord, recover_interrupted
-from .trial_loop import run_worker, warm_start
+from .trial_loop import run_worker
+from .warm_start import warm_start
 
 TS = optuna.trial.TrialState
 

@@ -24,7 +24,6 @@ import torch
 
 from .bands import next_band
 from .context import OUTSIDE_BANDS, SearchContext
-from .data_profile import kept_points, points_first, scale_suits
 from .errors import RunFailed, UserError
 from .estimation import Pruned
 from .fsutil import ask_lock, atomic_write_text
@@ -58,22 +57,6 @@ PROPOSAL_MISSES = 8  # a strategy's proposals within the limits but outside the 
 # what a design that cannot be built, trained, timed or exported raises: shape and numerics (RuntimeError, ValueError
 # from torch's layer checks, FloatingPointError), memory, and UserError (a design the data or target cannot take)
 TRIAL_ERRORS = (RuntimeError, FloatingPointError, ValueError, torch.OutOfMemoryError, UserError)
-
-
-def warm_start(ctx: SearchContext) -> None:
-    """Queue the hand-designed baselines (:meth:`SearchContext.baselines`) once, before any strategy proposal: the
-    references first (they anchor the bands and the re-rank), then the others in the order the data suggests (of
-    the hand-scaled ones, those at the input sizes the data profile favours)."""
-    record = StudyRecord(ctx.study)
-    if not ctx.cfg.warm_start or record.warm_started:
-        return
-    profile = ctx.profile
-    order = points_first(ctx.baselines(), profile, kept_points(ctx.cfg), say=True)
-    order = [(n, g) for n, g in order if n in ctx.space.points or n in kept_points(ctx.cfg)
-             or scale_suits(profile, g.get("input_scale", 1.0))]  # the final stage compares with all of them
-    for name, point in sorted(order, key=lambda item: item[0] not in ctx.cfg.references):
-        enqueue(ctx.study, point, point=name)
-    record.warm_started = True
 
 
 def _history(ctx: SearchContext, band) -> tuple[list, list[float]]:

@@ -193,6 +193,18 @@ class SearchSpace:
                 return child
         return dict(g)
 
+    def narrowed(self, g: dict) -> list[tuple[str, dict]]:
+        """Every valid design one step narrower or shallower than ``g``: one width, down-sampling width, repeat
+        count or stem set to its next smaller choice, as (decision, design) pairs."""
+        g, out = self.complete(g), []
+        for d, choices in self.decisions.items():
+            if not (d == "stem" or d.endswith((".width", ".down_width", ".n"))) or not is_active(d, g):
+                continue
+            smaller = [c for c in choices if c < g[d]]
+            if smaller and self.check(child := {**g, d: max(smaller)})[0]:
+                out.append((d, child))
+        return out
+
     def crossover(self, a: dict, b: dict, rng: random.Random, tries: int = 50) -> dict:
         """Uniform crossover per stage/level group, so each block keeps the width it was chosen with."""
         a, b = self.complete(a), self.complete(b)
