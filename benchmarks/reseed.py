@@ -35,6 +35,7 @@ FOUND = {  # searched designs: results file -> its found design (evolution, unde
     "found_levels": "search_outcome_synthetic_small.json",
     "found_scaled": "search_outcome_synthetic_small_scaled.json",
 }
+DERIVED = ("narrowed_p2",)  # yolo26n-p2 narrowed as a small-object search starts from it (ultranas.warm_start)
 POINTS = ("yolo11n", "yolo26n", "yolov8n", "yolov8n-p2", "yolo26n-p2", "yolo11n@0.75x", "yolo11n@1.25x")
 
 
@@ -44,7 +45,26 @@ def designs() -> dict[str, dict]:
     space = load_space("yolo")
     out = {name: json.loads((RESULTS / f).read_text())["strategies"]["evolution"]["found"]["genotype"]
            for name, f in FOUND.items()}
-    return {**out, **{p: space.point(p) for p in POINTS}}
+    return {**out, "narrowed_p2": narrowed_p2(space), **{p: space.point(p) for p in POINTS}}
+
+
+def narrowed_p2(space) -> dict:
+    """yolo26n-p2 narrowed by the search's warm start for these sets (3 classes, 256 px) under yolo11n."""
+    from types import SimpleNamespace
+
+    from ultranas import ultra
+    from ultranas.warm_start import MARGIN, narrowed_to
+
+    class Sizes:  # what narrowed_to reads of a search context: the space and each design's GFLOPs
+        def __init__(self):
+            self.space, self.run_dir = space, ROOT
+
+        def candidate(self, g, _):
+            return SimpleNamespace(info={"gflops": ultra.gflops(ultra.build_model(space.render(g, 3)), 256)})
+
+    sizes = Sizes()
+    g, _ = narrowed_to(sizes, space.point("yolo26n-p2"), MARGIN * sizes.candidate(space.point("yolo11n"), 0).info["gflops"])
+    return g
 
 
 def make_set(out: Path, name: str) -> tuple[Path, Path]:
@@ -158,21 +178,21 @@ def report(a) -> None:
         dropped = sorted(f"{label} s{s}" for label, v in by.items() for s in v if s not in seeds)
         group = {label: [_named(out / "matches" / f"{set_name}__{label}__s{s}.npz") for s in seeds] for label in by}
         boot = resampled_maps(group, 1000, seed=0)
-        in_band = [n for n in by if n not in FOUND and lat[n]["ratio"] <= 1.0]
+        in_band = [n for n in by if n not in (*FOUND, *DERIVED) and lat[n]["ratio"] <= 1.0]
         models = {}
         for label in group:
             vals = [by[label][s]["map"] for s in seeds]
             models[label] = {"values": [round(v, 4) for v in vals], "mean": round(statistics.fmean(vals), 4),
                              "sd": round(statistics.stdev(vals), 4) if len(vals) > 1 else None, **lat[label]}
         best_hand = max(in_band, key=lambda n: models[n]["mean"])
-        for label in FOUND:
+        for label in (*FOUND, *DERIVED):
             if label in group:
-                for other in (a.reference, best_hand):
+                for other in {o: 0 for o in (a.reference, best_hand) if o in group}:
                     g = gap(group[label], group[other], boot[label], boot[other])
                     models[label][f"vs_{other}"] = {"gap_pts": round(100 * g.value, 2),
                                                     "ci_low_pts": round(100 * g.low, 2),
                                                     "ci_high_pts": round(100 * g.high, 2), "verdict": g.verdict}
-        res["results"][set_name] = {"seeds": seeds, "dropped": dropped, "n_images": len(group[a.reference][0].files),
+        res["results"][set_name] = {"seeds": seeds, "dropped": dropped, "n_images": len(next(iter(group.values()))[0].files),
                                     "best_hand_in_band": best_hand, "hand_in_band": in_band, "models": models}
     if a.check:  # the same trainings on another device (another platform's numerics: AMP on a GPU, fp32 on a CPU)
         res["check"] = {Path(c).name: [json.loads(line) for line in (Path(c) / "results.jsonl").read_text().splitlines()]
@@ -189,7 +209,7 @@ def main() -> None:
     ap.add_argument("phase", choices=("train", "report"))
     ap.add_argument("--out", required=True, help="working folder (sets, trainings, results.jsonl)")
     ap.add_argument("--sets", default="s0,s1")
-    ap.add_argument("--designs", default=",".join([*FOUND, *POINTS]))
+    ap.add_argument("--designs", default=",".join([*FOUND, *DERIVED, *POINTS]))
     ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7")
     ap.add_argument("--epochs", type=int, default=15, help="as the searches' final stage")
     ap.add_argument("--batch", type=int, default=16)
