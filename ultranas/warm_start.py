@@ -62,7 +62,7 @@ def narrowed_to(ctx: SearchContext, g: dict, gflops: float) -> tuple[dict | None
     GFLOPs, until it has at most ``gflops`` (at its input size); returns the design (``None`` if even those stages at
     their narrowest, or ``MAX_NARROWING`` steps, are not enough) and the steps taken (``P5.width 192``). Measured at
     256 px on a 2-core CPU (3 classes): yolo26n-p2 narrowed so to 0.95x yolo11n's GFLOPs ran at 0.91-0.95x its latency
-    and kept its accuracy on small objects (``benchmarks/results/narrowed_p2_cpu.json``)."""
+    and kept its accuracy on small objects (``benchmarks/results/reseed_narrowed_p2_cpu.json``)."""
     def cost(design: dict) -> float:
         return ctx.candidate(design, ctx.run_dir / "trials").info["gflops"]
 
