@@ -50,20 +50,13 @@ def designs() -> dict[str, dict]:
 
 def narrowed_p2(space) -> dict:
     """yolo26n-p2 narrowed by the search's warm start for these sets (3 classes, 256 px) under yolo11n."""
-    from types import SimpleNamespace
-
     from ultranas import ultra
     from ultranas.warm_start import MARGIN, narrowed_to
 
-    class Sizes:  # what narrowed_to reads of a search context: the space and each design's GFLOPs
-        def __init__(self):
-            self.space, self.run_dir = space, ROOT
+    def gflops(g: dict) -> float:
+        return ultra.gflops(ultra.build_model(space.render(g, 3)), 256)
 
-        def candidate(self, g, _):
-            return SimpleNamespace(info={"gflops": ultra.gflops(ultra.build_model(space.render(g, 3)), 256)})
-
-    sizes = Sizes()
-    g, _ = narrowed_to(sizes, space.point("yolo26n-p2"), MARGIN * sizes.candidate(space.point("yolo11n"), 0).info["gflops"])
+    g, _ = narrowed_to(space, space.point("yolo26n-p2"), MARGIN * gflops(space.point("yolo11n")), gflops)
     return g
 
 
@@ -94,19 +87,19 @@ def train(a) -> None:
     out.mkdir(parents=True, exist_ok=True)
     done_path = out / "results.jsonl"
     done = {json.loads(line)["job"] for line in done_path.read_text().splitlines()} if done_path.exists() else set()
+    chosen = {label: g for label, g in designs().items() if label in a.designs}
+    sets = {name: make_set(out, name) for name in a.sets}
+    (out / "yaml").mkdir(exist_ok=True)
+    for label, g in chosen.items():
+        (out / "yaml" / f"{label}.yaml").write_text(space.to_yaml(g, 3))
     jobs = []
     for seed in a.seeds:  # seed-major: a run cut short still has every design with the same seeds
-        for set_name in a.sets:
-            data, judge = make_set(out, set_name)
-            for label, g in designs().items():
-                if label not in a.designs:
-                    continue
+        for set_name, (data, judge) in sets.items():
+            for label, g in chosen.items():
                 job = f"{set_name}__{label}__s{seed}"
                 if job in done:
                     continue
                 yaml_path = out / "yaml" / f"{label}.yaml"
-                yaml_path.parent.mkdir(exist_ok=True)
-                yaml_path.write_text(space.to_yaml(g, 3))
                 imgsz = space.imgsz(g, SETS[set_name]["imgsz"])
                 args = dict(compressed_schedule(a.epochs, a.batch), imgsz=imgsz, batch=a.batch, device=a.device,
                             seed=seed, deterministic=False)

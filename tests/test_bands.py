@@ -72,7 +72,6 @@ def test_a_sampler_hands_its_bands_turn_over_only_after_real_misses_since_the_ba
     assert not _sampler_missed(study, "yolo11n")
 
 
-
 def test_a_strategy_that_keeps_missing_the_band_gets_mutations_of_the_bands_reference(tmp_path, monkeypatch):
     """A proposing strategy whose designs break a hard limit (not a band miss) and then land outside the small
     reference's band: once ``PROPOSAL_MISSES`` were band misses, every other proposal is a one- or two-decision

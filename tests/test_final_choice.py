@@ -263,7 +263,6 @@ def test_a_slower_references_band_leaves_out_what_the_faster_reference_covers(ma
     assert p["latency"][h_fits]["ratio"] == pytest.approx(0.8)
 
 
-
 def test_a_reference_stays_in_its_own_band_when_the_session_times_it_below_the_faster_one(make_ctx, space):
     """Two references within noise (the bands were ordered by an earlier session): the final session may time the
     slower band's reference below the faster one; it is still compared, in its own band."""
@@ -273,6 +272,7 @@ def test_a_reference_stays_in_its_own_band_when_the_session_times_it_below_the_f
     assert p["winner"] is None and set(p["points"]) == {"yolo11n", "yolov8n"}
     p = choose(ctx, Band("yolo26n", faster="yolo11n"), *_pool(ctx))
     assert set(p["points"]) == {"yolo26n"}  # timed at 0.98x yolo11n, in yolo11n's band by the ratios alone
+
 
 # -- the verdict: whose numbers go where ---------------------------------------------------------------------
 def _images(hits: int, shift: int) -> list[dict]:

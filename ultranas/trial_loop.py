@@ -98,13 +98,10 @@ def propose(ctx: SearchContext) -> str | None:
     missed, helped = 0, False  # of them, designs within the limits but outside the band; a band mutation last
     for attempt in range(MAX_SCREENED):
         helped = band is not None and missed >= PROPOSAL_MISSES and not helped  # every other one from then on
-        if helped:  # the strategy keeps missing the band: a mutation of the band's best design
-            g = _band_mutation(ctx, band.reference, history, fitness, attempt)
-        else:
-            g = propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed, len(ctx.study.trials),
-                                 attempt)
-        if g is None and band is not None and band_misses(ctx.study, band.reference, SAMPLER_MISSES):
-            g = _band_mutation(ctx, band.reference, history, fitness, attempt)
+        g = None if helped else propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed,
+                                                 len(ctx.study.trials), attempt)
+        if g is None and band is not None and (helped or band_misses(ctx.study, band.reference, SAMPLER_MISSES)):
+            g = _band_mutation(ctx, band.reference, history, fitness, attempt)  # the strategy keeps missing it
         if g is None:
             return band.reference if band else None  # the sampler proposes inside the trial
         if not ctx.space.check(g)[0] or (h := ctx.space.design_hash(g, ctx.nc)) in seen:

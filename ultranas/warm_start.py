@@ -5,8 +5,11 @@ this the search starts with no stride-4 design inside that reference's latency b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .context import SearchContext
 from .data_profile import kept_points, points_first, scale_suits, small_objects
+from .space import SearchSpace
 from .study import StudyRecord, enqueue
 
 DEEP = ("P4.", "P5.", "N4.", "N4out.", "N5out.")  # the stride-16/32 stages: what small objects need least
@@ -25,13 +28,12 @@ def warm_start(ctx: SearchContext) -> None:
     order = points_first(ctx.baselines(), profile, kept_points(ctx.cfg), say=True)
     order = [(n, g) for n, g in order if n in ctx.space.points or n in kept_points(ctx.cfg)
              or scale_suits(profile, g.get("input_scale", 1.0))]  # the final stage compares with all of them
-    order = sorted(order, key=lambda item: item[0] not in ctx.cfg.references)
-    refs = [(n, g) for n, g in order if n in ctx.cfg.references]
-    for name, point in refs:
+    others = [(n, g) for n, g in order if n not in ctx.cfg.references]
+    for name, point in [(n, g) for n, g in order if n in ctx.cfg.references]:
         enqueue(ctx.study, point, point=name)
-    for g in fitted_stride4(ctx, [(n, g) for n, g in order if n not in ctx.cfg.references]):
+    for g in fitted_stride4(ctx, others):
         enqueue(ctx.study, g)
-    for name, point in order[len(refs):]:
+    for name, point in others:
         enqueue(ctx.study, point, point=name)
     record.warm_started = True
 
@@ -44,10 +46,14 @@ def fitted_stride4(ctx: SearchContext, points: list[tuple[str, dict]]) -> list[d
         return []
     band, out = ctx.bands[0].reference, []
     limit = MARGIN * ctx.references[band].info["gflops"]
+
+    def gflops(design: dict) -> float:  # built once per design: the context keeps its candidates
+        return ctx.candidate(design, ctx.run_dir / "trials").info["gflops"]
+
     for name, g in points:
         if g.get("levels") != "P2-P5" or g.get("input_scale", 1.0) != 1.0:
             continue
-        fitted, steps = narrowed_to(ctx, g, limit)
+        fitted, steps = narrowed_to(ctx.space, g, limit, gflops)
         if fitted is None:
             print(f"ultranas: {name} could not be narrowed to {band}'s GFLOPs in its stride-16/32 stages",
                   flush=True)
@@ -57,22 +63,21 @@ def fitted_stride4(ctx: SearchContext, points: list[tuple[str, dict]]) -> list[d
     return out
 
 
-def narrowed_to(ctx: SearchContext, g: dict, gflops: float) -> tuple[dict | None, list[str]]:
-    """Narrow ``g`` one decision at a time, in the stride-16/32 stages, each time the step that saves the most
-    GFLOPs, until it has at most ``gflops`` (at its input size); returns the design (``None`` if even those stages at
-    their narrowest, or ``MAX_NARROWING`` steps, are not enough) and the steps taken (``P5.width 192``). Measured at
-    256 px on a 2-core CPU (3 classes): yolo26n-p2 narrowed so to 0.95x yolo11n's GFLOPs ran at 0.91-0.95x its latency
-    and kept its accuracy on small objects (``benchmarks/results/reseed_narrowed_p2_cpu.json``)."""
-    def cost(design: dict) -> float:
-        return ctx.candidate(design, ctx.run_dir / "trials").info["gflops"]
-
-    deep = [d for d in ctx.space.decisions if d.startswith(DEEP) and d.endswith((".width", ".down_width", ".n"))]
-    floor = {**g, **{d: min(ctx.space.decisions[d]) for d in deep}}
-    if ctx.space.check(floor)[0] and cost(floor) > gflops:
+def narrowed_to(space: SearchSpace, g: dict, gflops: float, cost: Callable[[dict], float]
+                ) -> tuple[dict | None, list[str]]:
+    """Narrow ``g`` one size decision at a time, in the stride-16/32 stages, each time the step that saves the most
+    ``cost`` (a design's GFLOPs at its input size), until it costs at most ``gflops``; returns the design (``None``
+    if even those stages at their narrowest, or ``MAX_NARROWING`` steps, are not enough) and the steps taken
+    (``P5.width 192``). Measured at 256 px on a 2-core CPU (3 classes): yolo26n-p2 narrowed so to 0.95x yolo11n's
+    GFLOPs ran at 0.91-0.95x its latency and kept its accuracy on small objects
+    (``benchmarks/results/reseed_narrowed_p2_cpu.json``)."""
+    deep = space.size_decisions(DEEP)
+    floor = {**g, **{d: min(space.decisions[d]) for d in deep}}
+    if space.check(floor)[0] and cost(floor) > gflops:
         return None, []  # the stride-4 head and the early stages alone cost more (many classes): no narrowing fits
     steps: list[str] = []
     while (now := cost(g)) > gflops:
-        children = [c for c in ctx.space.narrowed(g) if c[0] in deep]
+        children = space.narrowed(g, deep)
         if not children or len(steps) == MAX_NARROWING:
             return None, steps
         d, g = max(children, key=lambda dc: now - cost(dc[1]))

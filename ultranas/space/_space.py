@@ -193,15 +193,19 @@ class SearchSpace:
                 return child
         return dict(g)
 
-    def narrowed(self, g: dict) -> list[tuple[str, dict]]:
-        """Every valid design one step narrower or shallower than ``g``: one width, down-sampling width, repeat
-        count or stem set to its next smaller choice, as (decision, design) pairs."""
+    def size_decisions(self, prefixes: tuple[str, ...] = ("",)) -> list[str]:
+        """The decisions that size a design (stem, widths, down-sampling widths, repeat counts), of the stages
+        whose names start with one of ``prefixes``."""
+        return [d for d in self.decisions if d.startswith(prefixes)
+                and (d == "stem" or d.endswith((".width", ".down_width", ".n")))]
+
+    def narrowed(self, g: dict, decisions: list[str] | None = None) -> list[tuple[str, dict]]:
+        """Every valid design one step narrower or shallower than ``g``: one of ``decisions`` (default every size
+        decision) set to its next smaller choice, as (decision, design) pairs."""
         g, out = self.complete(g), []
-        for d, choices in self.decisions.items():
-            if not (d == "stem" or d.endswith((".width", ".down_width", ".n"))) or not is_active(d, g):
-                continue
-            smaller = [c for c in choices if c < g[d]]
-            if smaller and self.check(child := {**g, d: max(smaller)})[0]:
+        for d in self.size_decisions() if decisions is None else decisions:
+            smaller = [c for c in self.decisions[d] if c < g[d]]
+            if is_active(d, g) and smaller and self.check(child := {**g, d: max(smaller)})[0]:
                 out.append((d, child))
         return out
 
