@@ -63,6 +63,7 @@ def args() -> argparse.Namespace:
                     help="synthetic objects' side as a share of the image side (0.02,0.06: small objects)")
     ap.add_argument("--clutter", type=int, default=0, help="synthetic: up to this many unlabelled distractors per image")
     ap.add_argument("--max-objects", type=int, default=3, help="synthetic: objects per image, at most")
+    ap.add_argument("--synthetic-seed", type=int, default=0, help="synthetic: the generator's seed (another set)")
     ap.add_argument("--project", default=str(ROOT / "runs" / "bench" / "search_outcome"))
     a = ap.parse_args()
     if not a.data and not a.synthetic:
@@ -254,8 +255,8 @@ def main() -> None:
         a.data = str(project / "data" / "data.yaml")
         if not Path(a.data).exists():
             lo, hi = (float(x) for x in a.object_size.split(","))
-            make_synthetic(project / "data", n_train=n_train, n_val=n_val, n_test=n_test, imgsz=size, seed=0,
-                           object_size=(lo, hi), clutter=a.clutter, max_objects=a.max_objects)
+            make_synthetic(project / "data", n_train=n_train, n_val=n_val, n_test=n_test, imgsz=size,
+                           seed=a.synthetic_seed, object_size=(lo, hi), clutter=a.clutter, max_objects=a.max_objects)
     state_path = project / "timings.json"
     timings = json.loads(state_path.read_text()) if state_path.exists() else {}
     if "search" not in timings:

@@ -115,3 +115,4 @@ def test_a_strategy_that_keeps_missing_the_band_gets_mutations_of_the_bands_refe
     assert strategy.proposed == 3 + trial_loop.PROPOSAL_MISSES  # limit failures are not band misses
     g = ctx.study.trials[-1].system_attrs["fixed_params"]  # the enqueued design: a mutation of yolo11n
     assert 1 <= sum(g.get(k) != v for k, v in small.items()) <= 2
+    assert ctx.study.trials[-1].user_attrs["origin"] == "band mutation"  # the leaderboard says where it came from

@@ -24,7 +24,7 @@ from ultranas.config import SearchConfig
 from ultranas.context import SearchContext
 from ultranas.final import _judge, _pool, choose, final_stage, labels, no_accuracy_signal, pick
 from ultranas.final_train import KEY_VERSION, data_id
-from ultranas.rerank import rerank_setting
+from ultranas.rerank import rerank_choice, rerank_setting
 from ultranas.space import load_space
 from ultranas.splits import SplitPlan
 from ultranas.study import StudyRecord
@@ -151,6 +151,18 @@ def test_the_pool_is_best_first_rerank_first_and_of_equal_scores_the_faster(make
     pool, known = _pool(ctx)
     assert [t.number for t in pool] == [high_rr, low_rr, top, fast, slow]
     assert set(known) == {h_low, h_high}  # a record at another setting does not count
+
+
+def test_the_rerank_takes_the_best_scores_and_of_equal_ones_the_faster(make_ctx, space):
+    ctx = make_ctx({}, rerank=2)
+    slow, _ = _add(ctx, _variant(space, "N5out.width", 192), 0.0, 12.0, yolo11n=1.2)  # coco8: every score is 0
+    fast, _ = _add(ctx, _variant(space, "P5.width", 192), 0.0, 8.0, yolo11n=0.8)
+    low, _ = _add(ctx, _variant(space, "N4.width", 96), -0.1, 1.0, yolo11n=0.1)
+    faster, _ = _add(ctx, _variant(space, "N3.width", 48), 0.0, 7.0, yolo11n=0.7)
+    assert [t.number for t in rerank_choice(ctx)] == [faster, fast]
+    best, _ = _add(ctx, _variant(space, "P4.width", 96), 0.3, 20.0, yolo11n=2.0)
+    assert [t.number for t in rerank_choice(ctx)] == [best, faster]
+    assert low not in [t.number for t in rerank_choice(ctx)] and slow < fast
 
 
 def test_no_accuracy_signal_only_when_every_design_scored_the_same(make_ctx, space):

@@ -96,6 +96,9 @@ def test_a_budget_too_small_still_gives_a_valid_search_and_says_so():
     assert p.search_s > 0 and p.settings()["time_limit"] >= 0.01
     assert any("too small" in n for n in p.notes)
     SearchConfig(**p.settings()).validate()
+    slow = _plan(1.3, costs=_costs(epoch_s=30.0), spent_s=60.0)  # one design takes longer than the whole budget
+    assert 0 < slow.search_s <= slow.budget_s - slow.spent_s and slow.settings()["time_limit"] < 1.3
+    assert slow.designs == 1 and any("too small" in n for n in slow.notes)
 
 
 def test_no_rerank_at_the_proxy_size_itself():

@@ -32,6 +32,8 @@ def test_stride4_points_are_narrowed_to_the_smallest_reference_where_small_objec
     names = [n for n, _ in queued]
     assert names[:2] == ["yolo11n", "yolo11s"]  # the references anchor the bands: first
     fitted = [g for n, g in queued if n is None]
+    origins = [t.user_attrs.get("origin") for t in ctx.study.trials if "point" not in t.user_attrs]
+    assert set(origins) <= {"yolov8n-p2 narrowed", "yolo26n-p2 narrowed"} and len(origins) == len(fitted)
     assert fitted and names[2:2 + len(fitted)] == [None] * len(fitted)  # then the fitted stride-4 designs
     limit = MARGIN * ctx.references["yolo11n"].info["gflops"]
     sources = {"yolov8n-p2": ctx.space.point("yolov8n-p2"), "yolo26n-p2": ctx.space.point("yolo26n-p2")}

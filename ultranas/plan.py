@@ -31,6 +31,7 @@ RERANK_SHARE = 0.15
 EPOCHS = (4, 30)  # a candidate's proxy schedule
 FINAL_EPOCHS = (10, 100)  # below 10 the plan first drops a seed, then the larger references
 TARGET_DESIGNS = 30
+MIN_SEARCH_S = 1.0  # a search limit, however tight the budget (its first trial runs to the end regardless)
 MIN_OBJECT_PX = 8  # the proxy size keeps the median object at least this large
 PARALLEL = 0.7  # speed-up of one training process per extra core (the re-rank runs in the main process)
 WRAP_UP_S = 10.0  # intervals, plots, found_*.pt after the last final training
@@ -203,13 +204,14 @@ def schedule(budget_s: float, spent_s: float, costs: Costs, baselines: dict[str,
             if cost <= RERANK_SHARE * left or spare:
                 k, rerank_s = top, cost
                 break
-        search_s = max(per_design, search_left - rerank_s - per_design / 2)  # running trials finish after it
-        designs = int(search_s * workers / per_design)
+        # running trials finish after it; never past the budget: the first trial starts at once whatever the limit
+        search_s = max(MIN_SEARCH_S, min(per_design, search_left), search_left - rerank_s - per_design / 2)
+        designs = max(1, int(search_s * workers / per_design))
         if designs >= TARGET_DESIGNS:
             break
     if designs < TARGET_DESIGNS // 2:
         notes.append(f"about {designs} designs: a longer --time-limit searches more")
-    over = spent_s + search_s + rerank_s + final_s + WRAP_UP_S + BETWEEN_S[0] + BETWEEN_S[1] * len(refs) - budget_s
+    over = spent_s + max(search_s, per_design) + rerank_s + final_s + WRAP_UP_S + BETWEEN_S[0] + BETWEEN_S[1] * len(refs) - budget_s
     if over > 0:
         notes.append(f"the budget is too small for this data: the plan runs about {over / 60:.1f} min over it")
     return Plan(budget_s, spent_s, proxy_imgsz, epochs, search_s, designs, k, epochs, rerank_imgsz, rerank_s,

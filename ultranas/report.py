@@ -15,7 +15,8 @@ def leaderboard_rows(study: optuna.Study, objective_names: list[str]) -> list[di
     rows = []
     for t in records(study):
         info, metrics = t.info, t.metrics
-        row = {"trial": t.number, "state": t.state.name, "point": t.point or "", "hash": t.hash or ""}
+        row = {"trial": t.number, "state": t.state.name, "point": t.point or "", "origin": t.origin or "",
+               "hash": t.hash or ""}
         for name, value in zip(objective_names, t.values or []):
             row[name] = round(value, 6)
         row.update({"score": metrics.get("score"), "map50": metrics.get("map50"),

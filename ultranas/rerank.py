@@ -47,20 +47,27 @@ def records(study: optuna.Study, setting: dict) -> dict[str, dict]:
             if isinstance(v, dict) and v.get("setting") == setting}
 
 
-def rerank(ctx) -> list[int]:
-    """Re-score the top ``cfg.rerank`` designs of each band (and each band's reference); returns trial numbers."""
-    cfg = ctx.cfg
-    setting = rerank_setting(cfg)
+def rerank_choice(ctx) -> list:
+    """The designs to re-score: the top ``cfg.rerank`` of each band by search score (of equal scores the faster, as
+    the final stage picks) and each band's reference."""
     done = usable(ctx.study)
     groups = [[t for t in done if t.band == b.reference] for b in ctx.bands] \
         if ctx.bands else [done]
     chosen = []
     for band, group in zip(ctx.bands or [None], groups):
-        top = sorted(group, key=lambda t: -t.score)[:cfg.rerank]
+        top = sorted(group, key=lambda t: (-t.score, t.info.get("latency_ms", 0.0)))[:ctx.cfg.rerank]
         ref = next((t for t in group if band is not None and t.point == band.reference), None)
         for t in [*top, ref]:
             if t is not None and all(t.number != c.number for c in chosen):
                 chosen.append(t)
+    return chosen
+
+
+def rerank(ctx) -> list[int]:
+    """Re-score the top ``cfg.rerank`` designs of each band (and each band's reference); returns trial numbers."""
+    cfg = ctx.cfg
+    setting = rerank_setting(cfg)
+    chosen = rerank_choice(ctx)
     known = records(ctx.study, setting)
     todo = [t for t in chosen if t.hash not in known]
     if not todo:

@@ -100,7 +100,8 @@ def propose(ctx: SearchContext) -> str | None:
         helped = band is not None and missed >= PROPOSAL_MISSES and not helped  # every other one from then on
         g = None if helped else propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed,
                                                  len(ctx.study.trials), attempt)
-        if g is None and band is not None and (helped or band_misses(ctx.study, band.reference, SAMPLER_MISSES)):
+        mutated = g is None and band is not None and (helped or band_misses(ctx.study, band.reference, SAMPLER_MISSES))
+        if mutated:
             g = _band_mutation(ctx, band.reference, history, fitness, attempt)  # the strategy keeps missing it
         if g is None:
             return band.reference if band else None  # the sampler proposes inside the trial
@@ -116,7 +117,7 @@ def propose(ctx: SearchContext) -> str | None:
         except TRIAL_ERRORS:
             accepted, band_miss = True, False  # cannot be built or timed: the trial records why, as a failed design
         if accepted:
-            enqueue(ctx.study, g)
+            enqueue(ctx.study, g, **({"origin": "band mutation"} if mutated else {}))
             record.add_screened(attempt - told, time.perf_counter() - t0)
             return None
         record.add_screened(attempt + 1 - told)  # built and timed, then screened out: ~1 s each

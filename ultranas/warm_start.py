@@ -31,17 +31,17 @@ def warm_start(ctx: SearchContext) -> None:
     others = [(n, g) for n, g in order if n not in ctx.cfg.references]
     for name, point in [(n, g) for n, g in order if n in ctx.cfg.references]:
         enqueue(ctx.study, point, point=name)
-    for g in fitted_stride4(ctx, others):
-        enqueue(ctx.study, g)
+    for name, g in fitted_stride4(ctx, others):
+        enqueue(ctx.study, g, origin=f"{name} narrowed")
     for name, point in others:
         enqueue(ctx.study, point, point=name)
     record.warm_started = True
 
 
-def fitted_stride4(ctx: SearchContext, points: list[tuple[str, dict]]) -> list[dict]:
+def fitted_stride4(ctx: SearchContext, points: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
     """Where small objects dominate and there are bands: each stride-4 point at the deploy size with more GFLOPs than
-    the smallest band's reference, narrowed to at most ``MARGIN`` times its GFLOPs (:func:`narrowed_to`); the
-    trial's screen then times it like any design."""
+    the smallest band's reference, narrowed to at most ``MARGIN`` times its GFLOPs (:func:`narrowed_to`), with its
+    name; the trial's screen then times it like any design."""
     if not (ctx.bands and small_objects(ctx.profile)):
         return []
     band, out = ctx.bands[0].reference, []
@@ -59,7 +59,7 @@ def fitted_stride4(ctx: SearchContext, points: list[tuple[str, dict]]) -> list[d
                   flush=True)
         elif steps:
             print(f"ultranas: {name} narrowed to {band}'s GFLOPs ({', '.join(steps)}): tried first", flush=True)
-            out.append(fitted)
+            out.append((name, fitted))
     return out
 
 

@@ -44,6 +44,7 @@ class TrialRecord:
     genotype = _Field()  # decision -> choice
     hash = _Field()  # the design's id (:meth:`SearchSpace.design_hash`)
     point = _Field()  # the baseline's name, for a hand-designed design queued by the warm start
+    origin = _Field()  # where a design the strategy did not propose came from: "yolo26n-p2 narrowed", "band mutation"
     info = _Field({})  # params, gflops, imgsz, latency_ms, latency_vs, band ...
     metrics = _Field({})  # the estimate's numbers, "score" first among them
     time_s = _Field()
@@ -98,8 +99,8 @@ class TrialRecord:
         self.write(f"rung{r}", score)
 
     def kept_on_retry(self) -> dict:
-        """What a retry of this trial inherits: the latency judgement that admitted it, its baseline name."""
-        return {k: self.attrs[k] for k in ("info", "point") if k in self.attrs}
+        """What a retry of this trial inherits: the latency judgement that admitted it, its baseline name and origin."""
+        return {k: self.attrs[k] for k in ("info", "point", "origin") if k in self.attrs}
 
     def __repr__(self) -> str:
         return f"TrialRecord({self.number}, {self.state.name if self.state else '?'})"
