@@ -116,3 +116,6 @@ def test_a_strategy_that_keeps_missing_the_band_gets_mutations_of_the_bands_refe
     g = ctx.study.trials[-1].system_attrs["fixed_params"]  # the enqueued design: a mutation of yolo11n
     assert 1 <= sum(g.get(k) != v for k, v in small.items()) <= 2
     assert ctx.study.trials[-1].user_attrs["origin"] == "band mutation"  # the leaderboard says where it came from
+    assert trial_loop.propose(ctx) is None  # the next proposal (any worker's) starts with the help: no new misses
+    assert strategy.proposed == 3 + trial_loop.PROPOSAL_MISSES and len(ctx.study.trials) == 2
+    assert ctx.study.trials[-1].user_attrs["origin"] == "band mutation"

@@ -89,13 +89,16 @@ def propose(ctx: SearchContext) -> str | None:
     generation is uniform, and few designs are as fast as a small reference), the band's turn goes to a mutation of
     its best design so far (its reference at first), screened here like any proposal. A strategy that proposes
     itself gets the same help, every other proposal, once ``PROPOSAL_MISSES`` of its designs within the limits were
-    timed outside the band (a random design is rarely as fast as a small reference).
+    timed outside the band since its last own design in it (a random design is rarely as fast as a small reference;
+    the count is kept in the study, so the help goes on in the next proposal and in every worker).
     """
     band = next_band(ctx.bands, band_counts(ctx.study)) if ctx.bands else None
     history, fitness = _history(ctx, band)
     seen, t0, record = seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter(), StudyRecord(ctx.study)
+    misses = record.cache("band_misses")
     told = 0  # proposals turned away so far that the study has been told of (a progress bar elsewhere shows them)
-    missed, helped = 0, False  # of them, designs within the limits but outside the band; a band mutation last
+    missed = int(misses.get(band.reference) or 0) if band else 0  # the strategy's designs within the limits, outside
+    helped = False  # the last proposal was a band mutation
     for attempt in range(MAX_SCREENED):
         helped = band is not None and missed >= PROPOSAL_MISSES and not helped  # every other one from then on
         g = None if helped else propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed,
@@ -117,11 +120,16 @@ def propose(ctx: SearchContext) -> str | None:
         except TRIAL_ERRORS:
             accepted, band_miss = True, False  # cannot be built or timed: the trial records why, as a failed design
         if accepted:
+            if band is not None and not mutated and missed:
+                misses.put(band.reference, 0)  # the strategy found the band itself
             enqueue(ctx.study, g, **({"origin": "band mutation"} if mutated else {}))
             record.add_screened(attempt - told, time.perf_counter() - t0)
             return None
         record.add_screened(attempt + 1 - told)  # built and timed, then screened out: ~1 s each
-        told, missed = attempt + 1, missed + band_miss
+        told = attempt + 1
+        if band_miss and not mutated:
+            missed += 1
+            misses.put(band.reference, missed)
     record.add_screened(MAX_SCREENED - told, time.perf_counter() - t0)
     raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
                     + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"

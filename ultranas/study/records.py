@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 
-CACHES = ("latency", "band_order", "rerank", "final", "final-int8")  # study caches: "<namespace>:<key>"
+CACHES = ("latency", "band_order", "band_misses", "rerank", "final", "final-int8")  # study caches: "<namespace>:<key>"
 
 
 class _Field:
