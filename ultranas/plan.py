@@ -111,6 +111,13 @@ class Plan:
     final_s: float
     references: list[str]
     notes: list[str] = field(default_factory=list)
+    design_s: float = 0.0  # one design's training: the search runs at least that long, whatever its limit
+
+    @property
+    def total_s(self) -> float:
+        """The whole job as planned (the first trial runs to its end even past a tight search limit)."""
+        return self.spent_s + max(self.search_s, self.design_s) + self.rerank_s + self.final_s + WRAP_UP_S \
+            + BETWEEN_S[0] + BETWEEN_S[1] * len(self.references)
 
     def settings(self) -> dict:
         return {"trials": 100_000, "time_limit": max(0.01, round(self.search_s / 60, 2)), "estimator": "short-train",
@@ -121,9 +128,7 @@ class Plan:
 
     def lines(self) -> list[str]:
         m = lambda s: f"{s / 60:.0f} min" if s >= 90 else f"{s:.0f} s"  # noqa: E731
-        total = self.spent_s + self.search_s + self.rerank_s + self.final_s + WRAP_UP_S + BETWEEN_S[0] \
-            + BETWEEN_S[1] * len(self.references)
-        out = [f"plan for {self.budget_s / 60:g} min (about {m(total)}; set-up and timing probes {m(self.spent_s)}):",
+        out = [f"plan for {self.budget_s / 60:g} min (about {m(self.total_s)}; set-up and timing probes {m(self.spent_s)}):",
                f"  search  ~{m(self.search_s)}: ~{self.designs} designs at {self.proxy_imgsz} px (x each design's input "
                f"scale), {self.epochs} epochs each"]
         if self.rerank:
@@ -211,11 +216,11 @@ def schedule(budget_s: float, spent_s: float, costs: Costs, baselines: dict[str,
             break
     if designs < TARGET_DESIGNS // 2:
         notes.append(f"about {designs} designs: a longer --time-limit searches more")
-    over = spent_s + max(search_s, per_design) + rerank_s + final_s + WRAP_UP_S + BETWEEN_S[0] + BETWEEN_S[1] * len(refs) - budget_s
-    if over > 0:
+    plan = Plan(budget_s, spent_s, proxy_imgsz, epochs, search_s, designs, k, epochs, rerank_imgsz, rerank_s,
+                final_e, list(seeds), len(models), final_s, list(refs), notes, per_design)
+    if (over := plan.total_s - budget_s) > 0:
         notes.append(f"the budget is too small for this data: the plan runs about {over / 60:.1f} min over it")
-    return Plan(budget_s, spent_s, proxy_imgsz, epochs, search_s, designs, k, epochs, rerank_imgsz, rerank_s,
-                final_e, list(seeds), len(models), final_s, list(refs), notes)
+    return plan
 
 
 # -- measuring and applying ------------------------------------------------------------------------------------

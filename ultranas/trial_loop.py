@@ -90,15 +90,17 @@ def propose(ctx: SearchContext) -> str | None:
     its best design so far (its reference at first), screened here like any proposal. A strategy that proposes
     itself gets the same help, every other proposal, once ``PROPOSAL_MISSES`` of its designs within the limits were
     timed outside the band since its last own design in it (a random design is rarely as fast as a small reference;
-    the count is kept in the study, so the help goes on in the next proposal and in every worker).
+    the count and the turn are kept in the study, so the help goes on in the next proposal and in every worker; with
+    workers on several machines the count is approximate).
     """
     band = next_band(ctx.bands, band_counts(ctx.study)) if ctx.bands else None
     history, fitness = _history(ctx, band)
     seen, t0, record = seen_hashes(ctx.study, ctx.space, ctx.nc), time.perf_counter(), StudyRecord(ctx.study)
     misses = record.cache("band_misses")
     told = 0  # proposals turned away so far that the study has been told of (a progress bar elsewhere shows them)
-    missed = int(misses.get(band.reference) or 0) if band else 0  # the strategy's designs within the limits, outside
-    helped = False  # the last proposal was a band mutation
+    kept = (misses.get(band.reference) if band else None) or {"missed": 0, "helped": False}
+    missed, helped = kept["missed"], kept["helped"]  # the strategy's designs within the limits, outside the band;
+    # whether the last proposal was a band mutation (from then on every other one is)
     for attempt in range(MAX_SCREENED):
         helped = band is not None and missed >= PROPOSAL_MISSES and not helped  # every other one from then on
         g = None if helped else propose_genotype(ctx.strategy, ctx.space, history, fitness, ctx.cfg.seed,
@@ -114,22 +116,21 @@ def propose(ctx: SearchContext) -> str | None:
         try:
             cand = ctx.candidate(g, ctx.run_dir / "trials")
             why = ctx.judge(cand)
-            accepted = why is None and (band is None or cand.info["band"] == band.reference)
+            accepted = in_band = why is None and (band is None or cand.info["band"] == band.reference)
             band_miss = band is not None and not accepted and (  # in another band, in none, or far too slow
                 why is None or why.startswith(OUTSIDE_BANDS) or "latency_ms" not in cand.info)
-        except TRIAL_ERRORS:
-            accepted, band_miss = True, False  # cannot be built or timed: the trial records why, as a failed design
+        except TRIAL_ERRORS:  # cannot be built or timed: the trial records why, as a failed design
+            accepted, in_band, band_miss = True, False, False
         if accepted:
-            if band is not None and not mutated and missed:
-                misses.put(band.reference, 0)  # the strategy found the band itself
+            if band is not None:
+                missed = 0 if in_band and not mutated else missed  # the strategy found the band itself
+                if {"missed": missed, "helped": helped} != kept:
+                    misses.put(band.reference, {"missed": missed, "helped": helped})
             enqueue(ctx.study, g, **({"origin": "band mutation"} if mutated else {}))
             record.add_screened(attempt - told, time.perf_counter() - t0)
             return None
         record.add_screened(attempt + 1 - told)  # built and timed, then screened out: ~1 s each
-        told = attempt + 1
-        if band_miss and not mutated:
-            missed += 1
-            misses.put(band.reference, missed)
+        told, missed = attempt + 1, missed + (band_miss and not mutated)
     record.add_screened(MAX_SCREENED - told, time.perf_counter() - t0)
     raise UserError(f"{MAX_SCREENED} proposals in a row were duplicates or outside the limits"
                     + (f" (band {band})" if band else "") + ": the space has too few designs there; widen the space,"
