@@ -113,7 +113,12 @@ def train(a) -> None:
         futures = {pool.submit(_train_final, job): job for job in jobs}
         for n, fut in enumerate(as_completed(futures), 1):
             job = futures[fut]
-            r = fut.result()
+            try:
+                r = fut.result()
+            except Exception as e:  # noqa: BLE001 -- one training's failure: the others go on, a rerun retries it
+                print(f"reseed: {n}/{len(jobs)} {job['job']} failed ({type(e).__name__}: {e}); run again to retry",
+                      flush=True)
+                continue
             keep = out / "matches" / f"{job['job']}.npz"
             keep.parent.mkdir(exist_ok=True)
             Path(r["matches"]).replace(keep)
