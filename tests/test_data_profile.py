@@ -106,7 +106,7 @@ def test_clutter_draws_unlabelled_distractors_and_defaults_are_unchanged(tmp_pat
         make_synthetic(tmp_path / "d", n_train=1, n_val=1, object_size=(0.3, 0.1))
 
 
-def test_cli_prints_the_profile_and_writes_json(tmp_path, run_cli):
+def test_cli_prints_the_profile_and_writes_json(tmp_path, run_cli, cli_forked):
     data = _dataset(tmp_path / "d")
     proc = run_cli("data", "profile", "--data", data, "--imgsz", 400, "--json", tmp_path / "p.json")
     assert proc.returncode == 0, proc.stderr
@@ -117,6 +117,6 @@ def test_cli_prints_the_profile_and_writes_json(tmp_path, run_cli):
                           (["--data", data, "--json", tmp_path / "no" / "p.json"], "existing folder"),
                           (["--data", tmp_path / "none.yaml"], "none.yaml")):
         before = sorted(tmp_path.rglob("*"))
-        bad = run_cli("data", "profile", *args)
+        bad = cli_forked("data", "profile", *args, cwd=tmp_path)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr
         assert sorted(tmp_path.rglob("*")) == before

@@ -162,16 +162,6 @@ def test_resume_refuses_conflicting_settings_and_extends_trials(tmp_path, run_cl
     assert sum(r["state"] == "COMPLETE" and not r["duplicate_of"] for r in board) >= 3
 
 
-def test_python_api_resume_with_a_conflicting_setting_is_refused(tmp_path):
-    from ultranas.engine import search
-    from ultranas.errors import UserError
-
-    run = search(data="coco8.yaml", trials=1, epochs=1, imgsz=32, proxy_imgsz=32, batch=4, final=False,
-                 warm_start=True, objectives=["map"], project=tmp_path, progress=False)
-    with pytest.raises(UserError, match="--data .* conflicts"):
-        search(resume=run, data=str(load_space("yolo").path))  # any other data set
-
-
 def test_a_search_where_no_design_completes_fails_loudly(tmp_path, run_cli):
     raw = yaml.safe_load(load_space("yolo").path.read_text())
     raw["blocks"]["A2C2f"]["width_multiple"] = 8  # lets through a design that Ultralytics cannot build
@@ -198,20 +188,24 @@ def test_a_search_where_no_design_completes_fails_loudly(tmp_path, run_cli):
     assert not list((tmp_path / "p").rglob("found_*.pt"))
 
 
-def test_cpu_threads_are_left_alone(tmp_path):
+def test_cpu_threads_are_left_alone_and_a_conflicting_resume_is_refused(tmp_path):
     """The Python API leaves the calling process's torch threads as it found them (a distinctive count, 3, that
-    neither a worker's share of the cores nor Ultralytics' default gives on a 2-core machine)."""
+    neither a worker's share of the cores nor Ultralytics' default gives on a 2-core machine), and refuses to resume
+    its run with another data set."""
     from ultranas.engine import search
+    from ultranas.errors import UserError
 
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        search(data="coco8.yaml", trials=1, epochs=1, imgsz=32, proxy_imgsz=32, batch=4, final=False,
-               objectives=["map"], project=tmp_path, progress=False)
+        run = search(data="coco8.yaml", trials=1, epochs=1, imgsz=32, proxy_imgsz=32, batch=4, final=False,
+                     objectives=["map"], project=tmp_path, progress=False)
         after = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
     assert after == 3
+    with pytest.raises(UserError, match="--data .* conflicts"):
+        search(resume=run, data=str(load_space("yolo").path))  # any other data set
 
 
 def test_the_winner_is_the_best_rank_that_fits_and_of_equal_ranks_the_fastest():

@@ -131,7 +131,7 @@ def test_a_planned_search_keeps_its_budget(tmp_path, synthetic, run_cli):
     budget = 1.3
     t0 = time.time()
     proc = run_cli("search", f"data={synthetic}", "imgsz=64", f"time_limit={budget}", "references=yolo11n",
-                   f"project={tmp_path}", "name=planned", timeout=600)
+                   "input_scales=1", f"project={tmp_path}", "name=planned", timeout=600)
     wall = time.time() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout

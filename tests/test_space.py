@@ -239,12 +239,12 @@ def test_activation_key_never_evaluated(tmp_path, space):
     assert "SiLU" in {type(m).__name__ for m in plain.modules()}  # the default activation is back
 
 
-def test_space_cli_show_sample_render(run_cli, tmp_path):
-    shown = run_cli("space", "show", "yolo")
+def test_space_cli_show_sample_render(cli_forked, tmp_path):
+    shown = cli_forked("space", "show", "yolo", cwd=tmp_path)
     assert shown.returncode == 0 and "P3.block" in shown.stdout and "yolo26s" in shown.stdout
-    sampled = run_cli("space", "sample", "mobile", "--n", "3")
+    sampled = cli_forked("space", "sample", "mobile", "--n", "3", cwd=tmp_path)
     lines = [json.loads(line) for line in sampled.stdout.splitlines()]
     assert sampled.returncode == 0 and len(lines) == 3 and len({d["hash"] for d in lines}) == 3
     out = tmp_path / "y11.yaml"
-    rendered = run_cli("space", "render", "yolo", "--point", "yolo11n", "-o", out)
+    rendered = cli_forked("space", "render", "yolo", "--point", "yolo11n", "-o", out, cwd=tmp_path)
     assert rendered.returncode == 0 and load_space("yolo").from_model(out) == load_space("yolo").point("yolo11n")
