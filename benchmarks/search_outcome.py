@@ -235,7 +235,7 @@ def plot(out: dict, path: Path) -> None:
                 f"{g['ci_high_pts']:+.1f}] (95 % CI)" if g.get("gap_pts") is not None else "")
     first = next(iter(out["strategies"].values()))
     judged = next(iter(first["models"].values()))
-    ax2.set_title(f"{out['tag']}: final retrain, judged on {judged['judged_on']} ({judged['n_images']} images), "
+    ax2.set_title(f"{out['tag']}: final retrain, judged on {judged['judged_on']} ({judged['n_images']} images),\n"
                   f"latency as x {out['reference']}{interval}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
