@@ -196,21 +196,16 @@ def test_jittered_detections_agree_with_ultralytics_metric(synthetic, tmp_path):
     assert ours["cocoeval_map50"] == pytest.approx(metrics.box.map50, abs=0.01)
 
 
-# --- a trained model: one validation pass, Ultralytics' predictions.json scored by pycocotools ---
+# --- a trained model (conftest's ``tuned``: the README search's found_n fine-tuned): one validation pass,
+# Ultralytics' predictions.json scored by pycocotools ---
 
-@pytest.fixture(scope="session")
-def trained(tuned) -> Path:
-    """The README search's found_n.pt fine-tuned on the synthetic set (conftest's ``tuned``): a model that learned."""
-    return tuned
-
-
-def test_cocoeval_agrees_with_ultralytics_on_a_trained_model(trained, synthetic, tmp_path, monkeypatch):
+def test_cocoeval_agrees_with_ultralytics_on_a_trained_model(tuned, synthetic, tmp_path, monkeypatch):
     from ultranas import NAS
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    model = NAS(trained)
+    model = NAS(tuned)
     r = coco_eval(model, synthetic, imgsz=128, save_dir=tmp_path / "val")
     assert r["ultralytics_map"] > 0.1, r  # a model that learned something
     # measured on a yolov8n trained 10 epochs: Ultralytics 0.2709, COCOeval 0.2735 (0.202 with single-label NMS)
@@ -230,8 +225,8 @@ def test_cocoeval_agrees_with_ultralytics_on_a_trained_model(trained, synthetic,
     assert list(cwd.iterdir()) == []  # nothing written where it ran
 
 
-def test_cli_coco_eval_prints_both_and_refuses_bad_ground_truth(trained, synthetic, tmp_path, run_cli, cli_forked):
-    proc = run_cli("val", f"model={trained}", f"data={synthetic}", "coco_eval=true", "imgsz=128")
+def test_cli_coco_eval_prints_both_and_refuses_bad_ground_truth(tuned, synthetic, tmp_path, run_cli, cli_forked):
+    proc = run_cli("val", f"model={tuned}", f"data={synthetic}", "coco_eval=true", "imgsz=128")
     assert proc.returncode == 0, proc.stderr
     ours, coco = map(float, re.search(r"Ultralytics (\S+) \| pycocotools (\S+)", proc.stdout).groups())
     assert abs(ours - coco) < 0.01 and ours > 0.1, proc.stdout
@@ -240,7 +235,7 @@ def test_cli_coco_eval_prints_both_and_refuses_bad_ground_truth(trained, synthet
                          (f"gt_json={tmp_path / 'bad.json'}", "evaluated images are not in it"),
                          ("max_dets=0", "max_dets must be at least 1")):
         before = sorted(tmp_path.rglob("*"))
-        proc = cli_forked("val", f"model={trained}", f"data={synthetic}", "coco_eval=true", arg, cwd=tmp_path)
+        proc = cli_forked("val", f"model={tuned}", f"data={synthetic}", "coco_eval=true", arg, cwd=tmp_path)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
         assert proc.stderr.startswith("ultranas: error: ") and message in proc.stderr, proc.stderr
         assert sorted(tmp_path.rglob("*")) == before  # nothing created

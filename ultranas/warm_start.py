@@ -76,10 +76,10 @@ def narrowed_to(space: SearchSpace, g: dict, gflops: float, cost: Callable[[dict
     if space.check(floor)[0] and cost(floor) > gflops:
         return None, []  # the stride-4 head and the early stages alone cost more (many classes): no narrowing fits
     steps: list[str] = []
-    while (now := cost(g)) > gflops:
+    while cost(g) > gflops:
         children = space.narrowed(g, deep)
         if not children or len(steps) == MAX_NARROWING:
             return None, steps
-        d, g = max(children, key=lambda dc: now - cost(dc[1]))
+        d, g = min(children, key=lambda dc: cost(dc[1]))  # the step that saves the most
         steps.append(f"{d} {g[d]}")
     return g, steps
